@@ -1,0 +1,50 @@
+"""The ``ichigen`` command, assembled from each feature's sub-commands."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+import uvicorn
+
+from ichigen.auth.cli import teams, tokens, users
+from ichigen.cli.context import console, database
+from ichigen.core import migrate
+from ichigen.core.settings import get_settings
+
+app = typer.Typer(help="ichigen: CRM and customer data platform in one.", no_args_is_help=True)
+db_app = typer.Typer(help="The record store's schema.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+app.add_typer(users, name="users")
+app.add_typer(teams, name="teams")
+app.add_typer(tokens, name="tokens")
+
+
+@db_app.command("upgrade")
+def db_upgrade() -> None:
+    """Bring the record store to the newest schema (safe to run again)."""
+    with database() as db:
+        migrate.upgrade(db.engine)
+        console.print(f"record store is up to date ({db.dialect})")
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+    workers: Annotated[int, typer.Option(help="Worker processes.")] = 1,
+) -> None:
+    """Run the API and the web UI."""
+    get_settings()
+    uvicorn.run(
+        "ichigen.web.asgi:app",
+        host=host,
+        port=port,
+        workers=workers,
+        log_level="warning",
+        access_log=False,
+    )
+
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,1 @@
+"""Settings, database, ids, clock, pagination and filters, errors, audit log, custom fields."""

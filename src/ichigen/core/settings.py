@@ -1,0 +1,51 @@
+"""Settings from ``ICHIGEN_*`` environment variables."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Everything an operator can configure; read from ``ICHIGEN_*`` environment variables."""
+
+    model_config = SettingsConfigDict(env_prefix="ICHIGEN_", extra="ignore")
+
+    data_dir: Path = Field(default=Path("./var"), description="Embedded stores and files.")
+    database_url: str | None = Field(
+        default=None, description="Record store URL; SQLite under the data dir when unset."
+    )
+    secret_key: str = Field(
+        default="change-me-in-production",
+        description="Signs session cookies and CSRF tokens. Set a long random value.",
+    )
+    default_phone_region: str = Field(default="JP", description="Region for national numbers.")
+    default_locale: str = Field(default="en", description="UI language when a user has none.")
+    cookie_secure: bool = Field(
+        default=False, description="Mark the session cookie Secure (set when served over HTTPS)."
+    )
+    session_hours: int = Field(default=12, ge=1, le=24 * 30)
+    max_body_bytes: int = Field(default=10 * 1024 * 1024, description="Largest request body.")
+    max_bulk_records: int = Field(default=1000, ge=1, le=10_000)
+    login_max_failures: int = Field(default=5, ge=1)
+    login_window_seconds: int = Field(default=900, ge=1)
+    auto_associate_company: bool = Field(
+        default=True, description="Link a new contact to the company that owns its email domain."
+    )
+    db_pool_size: int = Field(default=10, ge=1)
+    sql_echo: bool = False
+
+    def resolved_database_url(self) -> str:
+        """The record store URL, defaulting to SQLite in the data dir."""
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.data_dir / 'ichigen.db').resolve()}"
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings, read from the environment on first use."""
+    return Settings()

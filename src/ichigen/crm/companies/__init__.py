@@ -1,0 +1,1 @@
+"""ichigen.crm.companies."""

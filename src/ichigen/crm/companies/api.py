@@ -1,0 +1,99 @@
+"""JSON API for companies."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Body, Query, Response, status
+
+from ichigen.auth.permissions import require
+from ichigen.core.audit import AuditEntryRead, record_history
+from ichigen.core.schemas import BulkResult, Page
+from ichigen.crm.companies import service
+from ichigen.crm.companies.schemas import CompanyCreate, CompanyRead, CompanyUpdate
+from ichigen.web.deps import ApiActor, DbSession, IfMatch, etag
+
+router = APIRouter(prefix="/companies", tags=["companies"])
+
+FilterQuery = Annotated[
+    list[str],
+    Query(
+        description="Repeatable `field:op:value`; ops: eq ne lt lte gt gte in contains "
+        "startswith is_null. Custom fields as `cf.<key>`.",
+        examples=["industry:eq:Manufacturing"],
+    ),
+]
+
+
+@router.get("", response_model=Page[CompanyRead])
+def list_companies(
+    session: DbSession,
+    actor: ApiActor,
+    filter: FilterQuery = [],  # noqa: B006
+    sort: Annotated[
+        str | None, Query(max_length=60, description="Field, `-` for descending.")
+    ] = None,
+    cursor: Annotated[str | None, Query(max_length=2000)] = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    q: Annotated[str | None, Query(max_length=200, description="Name or domain prefix.")] = None,
+) -> Page[CompanyRead]:
+    return service.list_companies(
+        session, actor, filters=filter, sort=sort, cursor=cursor, limit=limit, q=q
+    )
+
+
+@router.post("", response_model=CompanyRead, status_code=status.HTTP_201_CREATED)
+def create_company(
+    data: CompanyCreate, session: DbSession, actor: ApiActor, response: Response
+) -> CompanyRead:
+    company = service.create_company(session, data, actor)
+    response.headers["Location"] = f"/api/v1/companies/{company.id}"
+    response.headers["ETag"] = etag(company.version)
+    return company
+
+
+@router.post("/bulk", response_model=list[BulkResult])
+def bulk_upsert(
+    session: DbSession,
+    actor: ApiActor,
+    records: Annotated[list[dict[str, Any]], Body(embed=True, min_length=1, max_length=1000)],
+    match_on: Annotated[Literal["external_id", "domain"], Body(embed=True)] = "external_id",
+) -> list[BulkResult]:
+    """Create or update up to 1,000 companies, matched on external id or domain."""
+    return service.bulk_upsert_companies(session, records, match_on, actor)
+
+
+@router.get("/{company_id}", response_model=CompanyRead)
+def get_company(
+    company_id: int, session: DbSession, actor: ApiActor, response: Response
+) -> CompanyRead:
+    company = service.get_company(session, company_id, actor)
+    response.headers["ETag"] = etag(company.version)
+    return company
+
+
+@router.patch("/{company_id}", response_model=CompanyRead)
+def update_company(
+    company_id: int,
+    data: CompanyUpdate,
+    session: DbSession,
+    actor: ApiActor,
+    version: IfMatch,
+    response: Response,
+) -> CompanyRead:
+    company = service.update_company(session, company_id, data, actor, if_version=version)
+    response.headers["ETag"] = etag(company.version)
+    return company
+
+
+@router.delete("/{company_id}", status_code=status.HTTP_204_NO_CONTENT)
+def delete_company(company_id: int, session: DbSession, actor: ApiActor, version: IfMatch) -> None:
+    service.delete_company(session, company_id, actor, if_version=version)
+
+
+@router.get("/{company_id}/history", response_model=list[AuditEntryRead])
+def company_history(company_id: int, session: DbSession, actor: ApiActor) -> list[AuditEntryRead]:
+    """The company's audit history, newest first."""
+    require(actor, "audit", "read")
+    service.get_company(session, company_id, actor)
+    return record_history(session, "companies", company_id)

@@ -1,0 +1,74 @@
+"""The application factory: JSON API, collector-ready health endpoints, and the web UI."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+from fastapi import FastAPI, Request, Response
+from fastapi.staticfiles import StaticFiles
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from sqlalchemy import text
+
+from ichigen import __version__
+from ichigen.core.db import Database
+from ichigen.core.settings import Settings, get_settings
+from ichigen.web import problems
+from ichigen.web.api import api_router
+from ichigen.web.middleware import BodyLimitMiddleware, Metrics, MetricsMiddleware
+from ichigen.web.views import ui_router
+
+STATIC_DIR = Path(__file__).parent / "static"
+
+
+def create_app(settings: Settings | None = None, database: Database | None = None) -> FastAPI:
+    """Build the app; nothing connects until the first request or startup."""
+    settings = settings or get_settings()
+    db = database or Database.from_settings(settings)
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        yield
+        if database is None:
+            db.dispose()
+
+    app = FastAPI(
+        title="ichigen",
+        version=__version__,
+        description="Customer data hub: CRM and CDP in one product. Authenticate with "
+        "`Authorization: Bearer <token>` (create one with `ichigen tokens create`).",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.db = db
+    metrics = Metrics()
+    app.state.metrics = metrics
+    problems.install(app)
+    app.include_router(api_router())
+    app.include_router(ui_router())
+    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+
+    @app.get("/healthz", tags=["operations"], include_in_schema=True)
+    def healthz() -> dict[str, str]:
+        """The process is up."""
+        return {"status": "ok"}
+
+    @app.get("/readyz", tags=["operations"])
+    def readyz(request: Request, response: Response) -> dict[str, str]:
+        """The record store answers."""
+        try:
+            with db.engine.connect() as conn:
+                conn.execute(text("SELECT 1"))
+        except Exception as exc:  # the check's whole point is to report any failure
+            response.status_code = 503
+            return {"status": "unavailable", "detail": type(exc).__name__}
+        return {"status": "ready"}
+
+    @app.get("/metrics", tags=["operations"], include_in_schema=False)
+    def metrics_endpoint() -> Response:
+        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    app.add_middleware(MetricsMiddleware, metrics=metrics)
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    return app
