@@ -9,11 +9,18 @@ from ichigen.crm.contacts import service
 from ichigen.crm.contacts.schemas import ContactCreate
 
 
-def test_create_contact_normalises_and_is_found_by_quick_search(session: Session, admin: Actor) -> None:
+def test_create_contact_normalises_and_is_found_by_quick_search(
+    session: Session, admin: Actor
+) -> None:
     created = service.create_contact(
         session,
-        ContactCreate(last_name="山田", first_name="太郎", last_name_reading="ヤマダ",
-                      email="Taro@Example.CO.JP", phone="090-1234-5678"),
+        ContactCreate(
+            last_name="山田",
+            first_name="太郎",
+            last_name_reading="ヤマダ",
+            email="Taro@Example.CO.JP",
+            phone="090-1234-5678",
+        ),
         admin,
     )
     assert created.full_name == "山田 太郎"
