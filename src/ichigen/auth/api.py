@@ -18,6 +18,7 @@ from ichigen.auth.schemas import (
     UserUpdate,
 )
 from ichigen.core.audit import AuditEntryRead, record_history
+from ichigen.core.schemas import RecordId
 from ichigen.web.deps import ApiActor, DbSession, IfMatch, etag
 
 router = APIRouter(tags=["users and teams"])
@@ -54,7 +55,9 @@ def create_user(
 
 
 @router.get("/users/{user_id}", response_model=UserRead)
-def get_user(user_id: int, session: DbSession, actor: ApiActor, response: Response) -> UserRead:
+def get_user(
+    user_id: RecordId, session: DbSession, actor: ApiActor, response: Response
+) -> UserRead:
     if actor.user_id != user_id:
         require(actor, "users", "read")
     user = service.get_user(session, user_id)
@@ -64,7 +67,7 @@ def get_user(user_id: int, session: DbSession, actor: ApiActor, response: Respon
 
 @router.patch("/users/{user_id}", response_model=UserRead)
 def update_user(
-    user_id: int,
+    user_id: RecordId,
     data: UserUpdate,
     session: DbSession,
     actor: ApiActor,
@@ -78,19 +81,19 @@ def update_user(
 
 
 @router.delete("/users/{user_id}", status_code=status.HTTP_204_NO_CONTENT)
-def deactivate_user(user_id: int, session: DbSession, actor: ApiActor) -> None:
+def deactivate_user(user_id: RecordId, session: DbSession, actor: ApiActor) -> None:
     """Users are deactivated, not erased: their records and history keep their name."""
     service.delete_user(session, user_id, actor)
 
 
 @router.get("/users/{user_id}/history", response_model=list[AuditEntryRead])
-def user_history(user_id: int, session: DbSession, actor: ApiActor) -> list[AuditEntryRead]:
+def user_history(user_id: RecordId, session: DbSession, actor: ApiActor) -> list[AuditEntryRead]:
     require(actor, "audit", "read")
     return record_history(session, "users", user_id)
 
 
 @router.get("/users/{user_id}/tokens", response_model=list[TokenRead])
-def list_tokens(user_id: int, session: DbSession, actor: ApiActor) -> list[TokenRead]:
+def list_tokens(user_id: RecordId, session: DbSession, actor: ApiActor) -> list[TokenRead]:
     if actor.user_id != user_id:
         require(actor, "users", "write")
     return service.list_tokens(session, user_id)
@@ -100,14 +103,14 @@ def list_tokens(user_id: int, session: DbSession, actor: ApiActor) -> list[Token
     "/users/{user_id}/tokens", response_model=TokenCreated, status_code=status.HTTP_201_CREATED
 )
 def create_token(
-    user_id: int, data: TokenCreate, session: DbSession, actor: ApiActor
+    user_id: RecordId, data: TokenCreate, session: DbSession, actor: ApiActor
 ) -> TokenCreated:
     """The response holds the token; it is never shown again."""
     return service.create_token(session, user_id, data, actor)
 
 
 @router.delete("/tokens/{token_id}", response_model=TokenRead)
-def revoke_token(token_id: int, session: DbSession, actor: ApiActor) -> TokenRead:
+def revoke_token(token_id: RecordId, session: DbSession, actor: ApiActor) -> TokenRead:
     return service.revoke_token(session, token_id, actor)
 
 
@@ -128,7 +131,9 @@ def create_team(
 
 
 @router.get("/teams/{team_id}", response_model=TeamRead)
-def get_team(team_id: int, session: DbSession, actor: ApiActor, response: Response) -> TeamRead:
+def get_team(
+    team_id: RecordId, session: DbSession, actor: ApiActor, response: Response
+) -> TeamRead:
     require(actor, "teams", "read")
     team = service.get_team(session, team_id)
     response.headers["ETag"] = etag(team.version)
@@ -137,7 +142,7 @@ def get_team(team_id: int, session: DbSession, actor: ApiActor, response: Respon
 
 @router.patch("/teams/{team_id}", response_model=TeamRead)
 def update_team(
-    team_id: int,
+    team_id: RecordId,
     data: TeamUpdate,
     session: DbSession,
     actor: ApiActor,
@@ -150,5 +155,5 @@ def update_team(
 
 
 @router.delete("/teams/{team_id}", status_code=status.HTTP_204_NO_CONTENT)
-def delete_team(team_id: int, session: DbSession, actor: ApiActor) -> None:
+def delete_team(team_id: RecordId, session: DbSession, actor: ApiActor) -> None:
     service.delete_team(session, team_id, actor)

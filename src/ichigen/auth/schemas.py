@@ -8,6 +8,7 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from ichigen.auth.permissions import Role
+from ichigen.core.schemas import RecordId
 
 Name = Annotated[str, StringConstraints(min_length=1, max_length=200, strip_whitespace=True)]
 Password = Annotated[str, Field(min_length=10, max_length=1000)]
@@ -25,7 +26,7 @@ class UserCreate(BaseModel):
     email: Annotated[str, Field(max_length=320)]
     name: Name
     role: Role = Role.viewer
-    team_id: int | None = None
+    team_id: RecordId | None = None
     locale: Locale | None = None
     password: Password | None = None
 
@@ -35,7 +36,7 @@ class UserUpdate(BaseModel):
 
     name: Name | None = None
     role: Role | None = None
-    team_id: int | None = None
+    team_id: RecordId | None = None
     locale: Locale | None = None
     is_active: bool | None = None
     password: Password | None = None

@@ -11,6 +11,9 @@ from ichigen.auth.cli import teams, tokens, users
 from ichigen.cli.context import console, database
 from ichigen.core import migrate
 from ichigen.core.settings import get_settings
+from ichigen.crm.companies.cli import export_companies, import_companies
+from ichigen.crm.contacts.cli import export_contacts, import_contacts
+from ichigen.demo.cli import demo
 
 app = typer.Typer(help="ichigen: CRM and customer data platform in one.", no_args_is_help=True)
 db_app = typer.Typer(help="The record store's schema.", no_args_is_help=True)
@@ -18,6 +21,15 @@ app.add_typer(db_app, name="db")
 app.add_typer(users, name="users")
 app.add_typer(teams, name="teams")
 app.add_typer(tokens, name="tokens")
+app.command("demo")(demo)
+import_app = typer.Typer(help="Load contacts or companies from CSV files.", no_args_is_help=True)
+import_app.command("contacts")(import_contacts)
+import_app.command("companies")(import_companies)
+app.add_typer(import_app, name="import")
+export_app = typer.Typer(help="Write contacts or companies to CSV files.", no_args_is_help=True)
+export_app.command("contacts")(export_contacts)
+export_app.command("companies")(export_companies)
+app.add_typer(export_app, name="export")
 
 
 @db_app.command("upgrade")

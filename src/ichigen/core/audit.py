@@ -63,10 +63,20 @@ class AuditEntryRead(BaseModel):
     changes: dict[str, Any]
 
 
+#: Types kept as they are; checked first because diffs run for every row of an import.
+_PLAIN = frozenset({str, int, float, bool, type(None)})
+
+
 def jsonable(value: Any) -> Any:
     """A value as it is kept in the audit log (JSON-safe, exact for money and dates)."""
+    kind = type(value)
+    if kind in _PLAIN:
+        return value
+    if (kind is list or kind is tuple) and all(type(v) in _PLAIN for v in value):
+        return list(value)
     if isinstance(value, Decimal):
-        return str(value)
+        # By value: 4.2E+9 as the database returns it equals 4200000000 as a user types it.
+        return format(value.normalize(), "f") if value.is_finite() else str(value)
     if isinstance(value, datetime | date):
         return value.isoformat()
     if isinstance(value, dict):
@@ -79,8 +89,10 @@ def jsonable(value: Any) -> Any:
 def diff(before: dict[str, Any], after: dict[str, Any]) -> dict[str, list[Any]]:
     """``{field: [before, after]}`` for every field whose value differs."""
     changes: dict[str, list[Any]] = {}
-    for key in sorted(set(before) | set(after)):
-        old, new = jsonable(before.get(key)), jsonable(after.get(key))
+    for key in sorted(before.keys() | after.keys()):
+        old, new = before.get(key), after.get(key)
+        if type(old) not in _PLAIN or type(new) not in _PLAIN:
+            old, new = jsonable(old), jsonable(new)
         if old != new:
             changes[key] = [old, new]
     return changes

@@ -14,12 +14,28 @@ from enum import StrEnum
 from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
-from sqlalchemy import Boolean, Integer, String, Text, UniqueConstraint, select, text
+from sqlalchemy import (
+    Boolean,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+    bindparam,
+    select,
+    text,
+)
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from ichigen.core.audit import Actor, diff, record_change
 from ichigen.core.clock import utcnow
-from ichigen.core.db import Base, IdType, JsonType, UTCDateTime, utc_from_iso
+from ichigen.core.db import (
+    Base,
+    IdType,
+    JsonType,
+    UTCDateTime,
+    refresh_statistics,
+    utc_from_iso,
+)
 from ichigen.core.errors import (
     Conflict,
     FieldError,
@@ -158,12 +174,16 @@ def _snapshot(row: CustomField) -> dict[str, Any]:
 
 def list_fields(session: Session, entity: str) -> list[CustomFieldRead]:
     """The live custom-field definitions of an entity, in display order."""
-    rows = session.scalars(
-        select(CustomField)
-        .where(CustomField.entity == entity)
-        .order_by(CustomField.position, CustomField.id)
-    )
-    return [CustomFieldRead.model_validate(r) for r in rows]
+    rows = session.execute(_FIELDS_OF, {"entity": entity})
+    return [CustomFieldRead.model_validate(r._mapping) for r in rows]
+
+
+#: Built once (and plain rows, not ORM objects): every list and read asks for the fields.
+_FIELDS_OF = (
+    select(*CustomField.__table__.c)
+    .where(CustomField.__table__.c.entity == bindparam("entity"))
+    .order_by(CustomField.__table__.c.position, CustomField.__table__.c.id)
+)
 
 
 def fields_by_key(session: Session, entity: str) -> dict[str, CustomFieldRead]:
@@ -432,7 +452,8 @@ def present_custom_values(
         if field is None:
             continue
         if field.field_type == FieldType.decimal and isinstance(value, int | float):
-            shown[key] = str(Decimal(str(value)).normalize())
+            # Fixed-point: normalize() alone writes 1000 as 1E+3.
+            shown[key] = format(Decimal(str(value)).normalize(), "f")
         else:
             shown[key] = value
     return shown
@@ -467,6 +488,8 @@ def create_value_index(session: Session, field: CustomFieldRead) -> None:
     session.execute(
         text(f"CREATE INDEX IF NOT EXISTS {_index_name(field)} ON {field.entity} ({expr}, id)")
     )
+    # Neither engine knows how the new expression's values spread until it is analysed.
+    refresh_statistics(session, field.entity)
 
 
 def drop_value_index(session: Session, field: CustomFieldRead) -> None:

@@ -18,7 +18,7 @@ from decimal import Decimal, InvalidOperation
 from typing import Any, Literal
 
 import orjson
-from sqlalchemy import ColumnElement, Select, and_, literal_column, or_, true
+from sqlalchemy import ColumnElement, Select, and_, literal, literal_column, or_, true
 from sqlalchemy.orm import QueryableAttribute
 from sqlalchemy.types import Boolean, Float, Integer, Numeric, String, TypeEngine
 
@@ -31,6 +31,7 @@ from ichigen.core.custom_fields import (
 )
 from ichigen.core.db import utc_from_iso
 from ichigen.core.errors import BadRequest, FieldError
+from ichigen.core.text import fold
 
 Op = Literal["eq", "ne", "lt", "lte", "gt", "gte", "in", "contains", "startswith", "is_null"]
 OPS: tuple[str, ...] = (
@@ -85,7 +86,10 @@ def parse_filters(raw: Sequence[str]) -> list[Filter]:
 
 def _parse_scalar(kind: Kind, raw: str) -> Any:
     if kind == "int":
-        return int(raw)
+        number = int(raw)
+        if not -(2**63) <= number < 2**63:
+            raise ValueError("is out of range")
+        return number
     if kind == "bool":
         lowered = raw.lower()
         if lowered not in {"true", "false", "1", "0"}:
@@ -119,24 +123,29 @@ def field_condition(
         if spec.kind == "list":
             if op != "contains":
                 raise ValueError("list fields support only contains and is_null")
-            # Lists are JSON arrays of strings; match the quoted element.
-            return expr.cast(String).like(
+            # Lists are JSON arrays of strings; match the quoted element. ILIKE, because
+            # SQLite's LIKE ignores ASCII case and PostgreSQL's does not: the same on both.
+            return expr.cast(String).ilike(
                 f"%{_escape_like(orjson.dumps(raw).decode())}%", escape="\\"
             )
         if op in ("contains", "startswith"):
             if spec.kind != "text":
                 raise ValueError(f"{op} applies to text fields only")
-            needle = _escape_like(raw.casefold() if spec.folded else raw)
+            needle = _escape_like(fold(raw) if spec.folded else raw)
             pattern = f"%{needle}%" if op == "contains" else f"{needle}%"
-            return expr.like(pattern, escape="\\")
+            # Folded columns hold folded text (LIKE keeps their index usable); other text
+            # matches case-insensitively on both engines, as SQLite's LIKE alone would.
+            if spec.folded:
+                return expr.like(pattern, escape="\\")
+            return expr.ilike(pattern, escape="\\")
         if op == "in":
             items = [
-                _parse_scalar(spec.kind, v.casefold() if spec.folded else v) for v in raw.split(",")
+                _parse_scalar(spec.kind, fold(v) if spec.folded else v) for v in raw.split(",")
             ]
             if not items or len(items) > 1000:
                 raise ValueError("in takes 1 to 1000 comma-separated values")
             return expr.in_(items)
-        value = _parse_scalar(spec.kind, raw.casefold() if spec.folded else raw)
+        value = _parse_scalar(spec.kind, fold(raw) if spec.folded else raw)
     except ValueError as exc:
         raise BadRequest(
             f"Filter on '{name}' has a bad value: {exc}.", [FieldError(loc, str(exc))]
@@ -303,8 +312,10 @@ def apply_sort_and_cursor(
         elif value is None:
             stmt = stmt.where(and_(expr.is_(None), id_after))
         else:
-            beyond = expr < value if desc else expr > value
-            clause = or_(beyond, and_(expr == value, id_after))
+            # A typed bind: SQLAlchemy refuses ``<``/``>`` against a bare True or False.
+            bound = literal(value, type_=expr.type)
+            beyond = expr < bound if desc else expr > bound
+            clause = or_(beyond, and_(expr == bound, id_after))
             stmt = stmt.where(or_(clause, expr.is_(None)) if nullable else clause)
     order: list[Any] = []
     if nullable:

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import unicodedata
+from functools import lru_cache
 
 # Katakana (ァ..ヶ) map to hiragana by a fixed code point offset.
 _KATA_TO_HIRA = {code: code - 0x60 for code in range(0x30A1, 0x30F7)}
 
 
+@lru_cache(maxsize=65536)
 def fold(text: str) -> str:
     """The form in which names are compared: width-normalised, case-folded, kana as hiragana."""
     return unicodedata.normalize("NFKC", text).casefold().translate(_KATA_TO_HIRA).strip()
@@ -70,22 +72,24 @@ def company_key(name: str) -> str:
     changed = True
     while changed:
         changed = False
-        for form in _LEGAL_FORMS:
-            folded_form = fold(form)
-            if text.startswith(folded_form + " ") or (
-                text.startswith(folded_form) and has_cjk(form)
-            ):
+        for folded_form, cjk in _FOLDED_LEGAL_FORMS:
+            if text.startswith(folded_form + " ") or (text.startswith(folded_form) and cjk):
                 text, changed = text[len(folded_form) :].strip(" ,"), True
-            if text.endswith(" " + folded_form) or (text.endswith(folded_form) and has_cjk(form)):
+            if text.endswith(" " + folded_form) or (text.endswith(folded_form) and cjk):
                 text, changed = text[: -len(folded_form)].strip(" ,"), True
     return "".join(text.split()) or "".join(fold(name).split())
 
 
 def has_cjk(text: str) -> bool:
+    """Whether the text holds kana or kanji."""
     return any(
         "\u3040" <= ch <= "\u30ff" or "\u4e00" <= ch <= "\u9fff" or "\uff66" <= ch <= "\uff9f"
         for ch in text
     )
+
+
+#: The legal forms as ``company_key`` compares them, folded once.
+_FOLDED_LEGAL_FORMS = tuple((fold(form), has_cjk(form)) for form in _LEGAL_FORMS)
 
 
 def prefix_upper_bound(prefix: str) -> str:

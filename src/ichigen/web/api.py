@@ -11,9 +11,11 @@ from ichigen.auth.permissions import require
 from ichigen.core import custom_fields
 from ichigen.core.audit import AuditEntryRead, record_history
 from ichigen.core.custom_fields import CustomFieldCreate, CustomFieldRead, CustomFieldUpdate
+from ichigen.core.schemas import RecordId
 from ichigen.crm.companies.api import router as companies_router
 from ichigen.crm.contacts.api import router as contacts_router
 from ichigen.web.deps import ApiActor, DbSession, IfMatch, etag
+from ichigen.web.problems import PROBLEM_RESPONSES
 
 fields_router = APIRouter(prefix="/custom-fields", tags=["custom fields"])
 
@@ -40,7 +42,7 @@ def create_custom_field(
 
 @fields_router.get("/{field_id}", response_model=CustomFieldRead)
 def get_custom_field(
-    field_id: int, session: DbSession, actor: ApiActor, response: Response
+    field_id: RecordId, session: DbSession, actor: ApiActor, response: Response
 ) -> CustomFieldRead:
     require(actor, "custom_fields", "read")
     found = custom_fields.get_field(session, field_id)
@@ -50,7 +52,7 @@ def get_custom_field(
 
 @fields_router.patch("/{field_id}", response_model=CustomFieldRead)
 def update_custom_field(
-    field_id: int,
+    field_id: RecordId,
     data: CustomFieldUpdate,
     session: DbSession,
     actor: ApiActor,
@@ -64,7 +66,7 @@ def update_custom_field(
 
 
 @fields_router.delete("/{field_id}", status_code=status.HTTP_204_NO_CONTENT)
-def delete_custom_field(field_id: int, session: DbSession, actor: ApiActor) -> None:
+def delete_custom_field(field_id: RecordId, session: DbSession, actor: ApiActor) -> None:
     require(actor, "custom_fields", "write")
     custom_fields.delete_field(session, field_id, actor)
 
@@ -77,8 +79,8 @@ def audit_entries(
     session: DbSession,
     actor: ApiActor,
     entity: Annotated[str, Query(pattern="^[a-z_]{1,40}$")],
-    record_id: Annotated[int, Query(ge=1)],
-    before_id: Annotated[int | None, Query(ge=1)] = None,
+    record_id: Annotated[RecordId, Query()],
+    before_id: Annotated[RecordId | None, Query()] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
 ) -> list[AuditEntryRead]:
     """Audit entries of any one record, newest first; page with `before_id`."""
@@ -87,7 +89,7 @@ def audit_entries(
 
 
 def api_router() -> APIRouter:
-    router = APIRouter(prefix="/api/v1")
+    router = APIRouter(prefix="/api/v1", responses=PROBLEM_RESPONSES)
     for sub in (auth_router, companies_router, contacts_router, fields_router, audit_router):
         router.include_router(sub)
     return router

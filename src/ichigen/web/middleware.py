@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from fastapi.routing import iter_route_contexts
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -37,18 +38,27 @@ class BodyLimitMiddleware:
                     return
         received = 0
         started = False
+        exceeded = False
 
         async def limited_receive() -> Message:
-            nonlocal received
+            nonlocal received, exceeded
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > self.max_bytes:
+                    exceeded = True
                     raise BodyTooLarge
             return message
 
         async def tracking_send(message: Message) -> None:
             nonlocal started
+            if exceeded:
+                # The app may catch BodyTooLarge while parsing and answer 400 itself;
+                # answer 413 in its place and drop what it sends.
+                if message["type"] == "http.response.start" and not started:
+                    started = True
+                    await _reject(send, self.max_bytes)
+                return
             if message["type"] == "http.response.start":
                 started = True
             await send(message)
@@ -104,6 +114,24 @@ class MetricsMiddleware:
     def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
         self.app = app
         self.metrics = metrics
+        self._full_paths: dict[int, str] | None = None
+
+    def _route_label(self, scope: Scope) -> str:
+        """The matched route's full path template (``/api/v1/contacts/{contact_id}``).
+
+        A route in an included router knows only its own path (``/contacts/{contact_id}``,
+        which the UI's contact page also has), so look up the path it is served at.
+        """
+        route: Any = scope.get("route")
+        if route is None:
+            return "unmatched"
+        if self._full_paths is None and hasattr(scope.get("app"), "routes"):
+            self._full_paths = {
+                id(context.original_route): context.path or ""
+                for context in iter_route_contexts(scope["app"].routes)
+            }
+        full = (self._full_paths or {}).get(id(route))
+        return full or str(getattr(route, "path", "unmatched"))
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -121,7 +149,6 @@ class MetricsMiddleware:
         try:
             await self.app(scope, receive, capture)
         finally:
-            route: Any = scope.get("route")
-            path = getattr(route, "path", "unmatched")
+            path = self._route_label(scope)
             self.metrics.requests.labels(scope["method"], path, str(status)).inc()
             self.metrics.latency.labels(scope["method"], path).observe(time.perf_counter() - start)

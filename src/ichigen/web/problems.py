@@ -8,12 +8,55 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ichigen.core.errors import IchigenError, TooManyRequests
 
 log = logging.getLogger("ichigen.web")
 PROBLEM = "application/problem+json"
+
+
+class ProblemError(BaseModel):
+    """One problem with one input; ``loc`` is the path to it (``["body", "emails", 1]``)."""
+
+    loc: list[str | int]
+    msg: str
+    type: str | None = None
+
+
+class Problem(BaseModel):
+    """An RFC 9457 problem document, as every error of the API is answered."""
+
+    type: str
+    title: str
+    status: int
+    detail: str
+    instance: str | None = None
+    errors: list[ProblemError] | None = None
+
+
+_PROBLEM_STATUSES = {
+    400: "Malformed JSON, a bad filter, sort, cursor or If-Match header.",
+    401: "No valid API token.",
+    403: "The role or the token's scope does not allow this.",
+    404: "No such record.",
+    409: "Conflicts with an existing record (a unique email, name or external id).",
+    412: "The If-Match version is stale: someone else changed the record.",
+    413: "The request body is too large.",
+    422: "The input is invalid; `errors` locate each problem.",
+}
+
+#: The error answers of the JSON API, for the OpenAPI document (replaces FastAPI's default
+#: 422 ``HTTPValidationError``, which is not what the API sends).
+PROBLEM_RESPONSES: dict[int | str, dict[str, Any]] = {
+    status: {
+        "description": description,
+        "model": Problem,
+        "content": {PROBLEM: {"schema": {"$ref": "#/components/schemas/Problem"}}},
+    }
+    for status, description in _PROBLEM_STATUSES.items()
+}
 
 
 def problem(

@@ -1,16 +1,29 @@
-"""The web UI's routes (sign-in, the application shell, and each feature's pages)."""
+"""The web UI's routes: sign-in, the application shell, and each feature's pages."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter
-from fastapi.responses import RedirectResponse
+from fastapi import APIRouter, Depends, Response
+
+from ichigen.auth.views import router as auth_pages
+from ichigen.crm.companies.views import router as company_pages
+from ichigen.crm.contacts.views import router as contact_pages
+from ichigen.web.settings_views import router as settings_pages
+from ichigen.web.templating import AnyVisitor, csrf_guard, ui_router_for
+
+#: Each feature's pages, in the order their routes are matched.
+FEATURE_PAGES: list[APIRouter] = [auth_pages, contact_pages, company_pages, settings_pages]
 
 
 def ui_router() -> APIRouter:
-    router = APIRouter(include_in_schema=False)
+    """Every HTML page, each behind the CSRF check for unsafe methods."""
+    router = ui_router_for(dependencies=[Depends(csrf_guard)])
 
     @router.get("/")
-    def home() -> RedirectResponse:
-        return RedirectResponse("/docs")
+    def home(ui: AnyVisitor) -> Response:
+        """The first section the user may see, or the sign-in page."""
+        items = ui.navigation()
+        return ui.redirect(items[0].href if items else "/login")
 
+    for pages in FEATURE_PAGES:
+        router.include_router(pages)
     return router

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Body, Query, Response, status
+from fastapi import APIRouter, Body, File, Form, Query, Response, UploadFile, status
+from fastapi.responses import StreamingResponse
 
 from ichigen.auth.permissions import require
 from ichigen.core.audit import AuditEntryRead, record_history
-from ichigen.core.schemas import BulkResult, Page
-from ichigen.crm.companies import service
+from ichigen.core.schemas import BulkResult, Page, RecordId
+from ichigen.core.tabular import ImportPreview, ImportReport, parse_mapping
+from ichigen.crm.companies import imports, service
 from ichigen.crm.companies.schemas import CompanyCreate, CompanyRead, CompanyUpdate
 from ichigen.web.deps import ApiActor, DbSession, IfMatch, etag
 
@@ -63,9 +65,85 @@ def bulk_upsert(
     return service.bulk_upsert_companies(session, records, match_on, actor)
 
 
+ImportFile = Annotated[UploadFile, File(description="A CSV file (UTF-8 or Shift_JIS).")]
+MappingForm = Annotated[
+    str | None,
+    Form(
+        max_length=20_000,
+        description='JSON object from column names to fields, e.g. {"E-mail": "email", '
+        '"Notes": null}; laid over the automatic mapping.',
+    ),
+]
+EncodingForm = Annotated[
+    str | None, Form(max_length=40, description="Leave empty to detect; e.g. utf-8, shift_jis.")
+]
+
+
+@router.post("/import", response_model=ImportReport)
+def import_companies(
+    session: DbSession,
+    actor: ApiActor,
+    file: ImportFile,
+    mapping: MappingForm = None,
+    mode: Annotated[Literal["create", "update", "upsert"], Form()] = "upsert",
+    match_on: Annotated[Literal["external_id", "domain"], Form()] = "external_id",
+    dry_run: Annotated[bool, Form()] = False,
+    encoding: EncodingForm = None,
+) -> ImportReport:
+    """Import companies from a CSV file: rows with errors are reported by row and column,
+    the others are written; `dry_run` writes nothing and previews the changes."""
+    return imports.import_companies(
+        session,
+        file.file.read(),
+        actor,
+        mapping=parse_mapping(mapping),
+        mode=mode,
+        match_on=match_on,
+        dry_run=dry_run,
+        encoding=encoding,
+    )
+
+
+@router.post("/import/preview", response_model=ImportPreview)
+def preview_companies_import(
+    session: DbSession,
+    actor: ApiActor,
+    file: ImportFile,
+    mapping: MappingForm = None,
+    encoding: EncodingForm = None,
+) -> ImportPreview:
+    """A file's detected encoding and delimiter, its headers, the suggested column mapping
+    and its first rows; nothing is written."""
+    return imports.preview_companies_import(
+        session, file.file.read(), actor, encoding=encoding, mapping=parse_mapping(mapping)
+    )
+
+
+@router.get(
+    "/export",
+    response_class=StreamingResponse,
+    responses={200: {"content": {"text/csv": {}}, "description": "The companies as CSV."}},
+)
+def export_companies(
+    session: DbSession,
+    actor: ApiActor,
+    filter: FilterQuery = [],  # noqa: B006
+    q: Annotated[str | None, Query(max_length=200, description="Name or domain prefix.")] = None,
+    bom: Annotated[bool, Query(description="Start with a BOM so Excel reads UTF-8.")] = True,
+) -> StreamingResponse:
+    """Every company the filters select as CSV, custom fields as `cf.<key>` columns; the
+    file imports again unchanged."""
+    chunks = imports.companies_csv(session, actor, filters=filter, q=q, bom=bom)
+    return StreamingResponse(
+        chunks,
+        media_type="text/csv; charset=utf-8",
+        headers={"Content-Disposition": 'attachment; filename="companies.csv"'},
+    )
+
+
 @router.get("/{company_id}", response_model=CompanyRead)
 def get_company(
-    company_id: int, session: DbSession, actor: ApiActor, response: Response
+    company_id: RecordId, session: DbSession, actor: ApiActor, response: Response
 ) -> CompanyRead:
     company = service.get_company(session, company_id, actor)
     response.headers["ETag"] = etag(company.version)
@@ -74,7 +152,7 @@ def get_company(
 
 @router.patch("/{company_id}", response_model=CompanyRead)
 def update_company(
-    company_id: int,
+    company_id: RecordId,
     data: CompanyUpdate,
     session: DbSession,
     actor: ApiActor,
@@ -87,12 +165,16 @@ def update_company(
 
 
 @router.delete("/{company_id}", status_code=status.HTTP_204_NO_CONTENT)
-def delete_company(company_id: int, session: DbSession, actor: ApiActor, version: IfMatch) -> None:
+def delete_company(
+    company_id: RecordId, session: DbSession, actor: ApiActor, version: IfMatch
+) -> None:
     service.delete_company(session, company_id, actor, if_version=version)
 
 
 @router.get("/{company_id}/history", response_model=list[AuditEntryRead])
-def company_history(company_id: int, session: DbSession, actor: ApiActor) -> list[AuditEntryRead]:
+def company_history(
+    company_id: RecordId, session: DbSession, actor: ApiActor
+) -> list[AuditEntryRead]:
     """The company's audit history, newest first."""
     require(actor, "audit", "read")
     service.get_company(session, company_id, actor)

@@ -8,6 +8,8 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
+from ichigen.core.schemas import RecordId
+
 Short = Annotated[str, StringConstraints(max_length=200, strip_whitespace=True)]
 Tag = Annotated[str, StringConstraints(min_length=1, max_length=50, strip_whitespace=True)]
 Currency = Annotated[str, StringConstraints(pattern=r"^[A-Z]{3}$")]
@@ -47,8 +49,8 @@ class CompanyFields(BaseModel):
     postal_code: Annotated[str, Field(max_length=20)] | None = None
     country: Country | None = None
     description: Annotated[str, Field(max_length=20_000)] | None = None
-    owner_id: int | None = None
-    parent_id: int | None = None
+    owner_id: RecordId | None = None
+    parent_id: RecordId | None = None
     tags: Annotated[list[Tag], Field(max_length=50)] | None = None
     custom: dict[str, Any] | None = None
 

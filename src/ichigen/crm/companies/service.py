@@ -6,12 +6,13 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from pydantic import ValidationError
-from sqlalchemy import ColumnElement, Select, select
+from sqlalchemy import ColumnElement, Select, Table, bindparam, insert, select
 from sqlalchemy.orm import Session
 
 from ichigen.auth import service as auth_service
 from ichigen.auth.permissions import require, require_owner_access
-from ichigen.core.audit import Actor, diff, record_change
+from ichigen.core.audit import Actor, AuditEntry, audit_row, diff, record_change
+from ichigen.core.bulk import insert_returning_ids
 from ichigen.core.clock import utcnow
 from ichigen.core.custom_fields import fields_by_key, present_custom_values, validate_custom_values
 from ichigen.core.db import session_settings
@@ -346,10 +347,14 @@ def company_refs(session: Session, ids: Iterable[int]) -> dict[int, CompanyRef]:
     wanted = {i for i in ids if i is not None}
     if not wanted:
         return {}
-    rows = session.execute(
-        select(Company.id, Company.name, Company.domain).where(Company.id.in_(wanted))
-    )
+    rows = session.execute(_REFS, {"ids": list(wanted)})
     return {r.id: CompanyRef(id=r.id, name=r.name, domain=r.domain) for r in rows}
+
+
+#: Built once: contact lists ask for their companies' names on every page.
+_REFS = select(Company.id, Company.name, Company.domain).where(
+    Company.id.in_(bindparam("ids", expanding=True))
+)
 
 
 def existing_company_ids(session: Session, ids: Iterable[int]) -> set[int]:
@@ -376,38 +381,54 @@ def company_ids_by_domain(session: Session, domains: Iterable[str]) -> dict[str,
 def ensure_companies_by_name(
     session: Session, names: Iterable[str], actor: Actor
 ) -> dict[str, int]:
-    """Ids for company names (matched case- and width-insensitively), creating missing ones."""
-    wanted = {fold(n): n.strip() for n in names if n and n.strip()}
-    if not wanted:
+    """Ids for company names (matched case- and width-insensitively), creating missing ones.
+
+    Set-based (one lookup, one insert, one audit insert), as imports call it per batch.
+    """
+    stripped = {n.strip() for n in names if n and n.strip()}
+    keys = {name: fold(name[:300]) for name in stripped}
+    if not keys:
         return {}
     found: dict[str, int] = {}
     for folded, company_id in session.execute(
         select(Company.name_folded, Company.id)
-        .where(Company.name_folded.in_(list(wanted)))
+        .where(Company.name_folded.in_(set(keys.values())))
         .order_by(Company.id)
     ):
         found.setdefault(folded, company_id)
-    missing = [wanted[f] for f in wanted if f not in found]
+    missing: dict[str, str] = {}
+    for name, key in sorted(keys.items()):
+        if key not in found:
+            missing.setdefault(key, name[:300])
     if missing:
         require(actor, ENTITY, "write")
         now = utcnow()
-        for name in missing:
-            row = Company(
-                name=name[:300],
-                name_folded=fold(name[:300]),
-                name_key=company_key(name[:300]),
-                tags=[],
-                custom={},
-                description="",
-                version=1,
-                created_at=now,
-                updated_at=now,
-            )
-            session.add(row)
-            session.flush()
-            record_change(session, actor, ENTITY, row.id, "create", {"name": [None, row.name]})
-            found[row.name_folded] = row.id
-    return {original: found[fold(original)] for original in wanted.values()}
+        rows = [
+            {
+                "name": name,
+                "name_folded": key,
+                "name_key": company_key(name),
+                "tags": [],
+                "custom": {},
+                "description": "",
+                "version": 1,
+                "created_at": now,
+                "updated_at": now,
+            }
+            for key, name in missing.items()
+        ]
+        table = Company.__table__
+        assert isinstance(table, Table)
+        ids = insert_returning_ids(session, table, rows)
+        session.execute(
+            insert(AuditEntry),
+            [
+                audit_row(actor, ENTITY, company_id, "create", {"name": [None, row["name"]]})
+                for company_id, row in zip(ids, rows, strict=True)
+            ],
+        )
+        found.update(zip(missing, ids, strict=True))
+    return {name: found[key] for name, key in keys.items()}
 
 
 def bulk_upsert_companies(
@@ -430,8 +451,11 @@ def bulk_upsert_companies(
     for index, record in enumerate(records):
         try:
             key = record.get(match_on)
-            if match_on == "domain" and key:
-                key = normalise_domain(str(key))
+            if not isinstance(key, str):
+                # Not a usable key (the schema check below reports a wrong type).
+                key = None
+            elif match_on == "domain" and key:
+                key = normalise_domain(key)
             existing = (
                 session.scalar(select(Company.id).where(getattr(Company, match_on) == key).limit(1))
                 if key

@@ -8,6 +8,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
+from ichigen.core.schemas import RecordId
 from ichigen.crm.companies.schemas import CompanyRef
 
 Short = Annotated[str, StringConstraints(max_length=200, strip_whitespace=True)]
@@ -100,7 +101,7 @@ class ContactFields(BaseModel):
     phones: Annotated[list[PhoneIn], Field(max_length=20)] | None = Field(
         default=None, description="Replaces all phone numbers of the contact."
     )
-    company_id: int | None = None
+    company_id: RecordId | None = None
     company_name: Annotated[str, Field(max_length=300)] | None = Field(
         default=None, description="Link to the company of this name, creating it if missing."
     )
@@ -116,7 +117,7 @@ class ContactFields(BaseModel):
     lifecycle_stage: LifecycleStage | None = None
     lead_status: LeadStatus | None = None
     source: Annotated[str, Field(max_length=100)] | None = None
-    owner_id: int | None = None
+    owner_id: RecordId | None = None
     tags: Annotated[list[Tag], Field(max_length=50)] | None = None
     do_not_email: bool | None = None
     do_not_call: bool | None = None

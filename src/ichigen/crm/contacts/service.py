@@ -12,13 +12,14 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from pydantic import BaseModel, ValidationError
-from sqlalchemy import Select, delete, insert, select
+from sqlalchemy import Row, Select, Table, bindparam, delete, insert, select
 from sqlalchemy.orm import Session
 
 from ichigen.auth import service as auth_service
 from ichigen.auth.permissions import OWNERSHIP_BOUND, Role, require
 from ichigen.auth.schemas import UserRead
 from ichigen.core.audit import Actor, AuditEntry, audit_row, diff
+from ichigen.core.bulk import insert_plain_rows, insert_returning_ids
 from ichigen.core.clock import utcnow
 from ichigen.core.custom_fields import (
     CustomFieldRead,
@@ -112,7 +113,9 @@ def search_terms(
     terms: set[str] = set()
     first, last = values.get("first_name") or "", values.get("last_name") or ""
     first_r, last_r = values.get("first_name_reading") or "", values.get("last_name_reading") or ""
-    for text in (first, last, last + first, first + last, first_r, last_r, last_r + first_r):
+    # Search matches terms by prefix, so "last" alone would add nothing to "last+first": the
+    # longer terms alone keep the index smaller and find a family name once per contact.
+    for text in (last + first, first + last, first_r, last_r + first_r):
         if text:
             terms.add(fold_compact(text))
     if values.get("external_id"):
@@ -390,7 +393,14 @@ def write_contacts(
                 "reload it and try again."
             )
         if row is not None:
-            _check_owner(actor, row.owner_id, owners)
+            try:
+                _check_owner(actor, row.owner_id, owners)
+            except PermissionDenied as exc:
+                if match_on == "id":
+                    raise
+                # In a batch (bulk API, CSV import) such a record fails alone, like any other.
+                p.errors.append(FieldError((match_on,), str(exc), "forbidden"))
+                continue
         before_emails = existing_emails.get(row.id, []) if row else []
         before_phones = existing_phones.get(row.id, []) if row else []
         before = _snapshot(row, before_emails, before_phones) if row else {}
@@ -449,7 +459,12 @@ def write_contacts(
         if commit:
             session.commit()
     return [
-        BulkResult(index=p.index, status=p.status, id=p.target_id)
+        BulkResult(
+            index=p.index,
+            status=p.status,
+            id=p.target_id,
+            changes=p.changes if dry_run else None,
+        )
         if not p.errors
         else BulkResult(index=p.index, status="error", errors=[e.as_dict() for e in p.errors])
         for p in batch
@@ -475,21 +490,14 @@ def _children(
     phones: dict[int, list[PhoneOut]] = {}
     if not ids:
         return emails, phones
-    for e in session.scalars(
-        select(ContactEmail)
-        .where(ContactEmail.contact_id.in_(ids))
-        .order_by(ContactEmail.contact_id, ContactEmail.position)
-    ):
-        emails.setdefault(e.contact_id, []).append(
-            EmailOut(email=e.email, label=e.label, primary=e.is_primary)
+    # Plain rows from prebuilt statements: every list page and every read comes through here.
+    for contact_id, email, label, primary in session.execute(_EMAILS_OF, {"ids": list(ids)}).all():
+        emails.setdefault(contact_id, []).append(
+            EmailOut(email=email, label=label, primary=primary)
         )
-    for ph in session.scalars(
-        select(ContactPhone)
-        .where(ContactPhone.contact_id.in_(ids))
-        .order_by(ContactPhone.contact_id, ContactPhone.position)
-    ):
-        phones.setdefault(ph.contact_id, []).append(
-            PhoneOut(number=ph.number, label=ph.label, primary=ph.is_primary)
+    for contact_id, number, label, primary in session.execute(_PHONES_OF, {"ids": list(ids)}).all():
+        phones.setdefault(contact_id, []).append(
+            PhoneOut(number=number, label=label, primary=primary)
         )
     return emails, phones
 
@@ -516,9 +524,45 @@ def _resolve_companies(session: Session, batch: list[_Prepared], actor: Actor, a
         if p.index in domains and domains[p.index] in by_domain:
             p.after["company_id"] = by_domain[domains[p.index]]
         if p.company_name or p.index in domains:
-            p.changes = diff(p.before, p.after)
+            # Only company_id can have changed since the full diff: re-diff just that field.
+            p.changes.pop("company_id", None)
+            p.changes.update(
+                diff(
+                    {"company_id": p.before.get("company_id")},
+                    {"company_id": p.after.get("company_id")},
+                )
+            )
             if p.status == "unchanged" and p.changes:
                 p.status = "updated"
+
+
+def _table(model: type[Any]) -> Table:
+    table = model.__table__
+    assert isinstance(table, Table)
+    return table
+
+
+_CONTACTS = _table(Contact)
+_EMAILS = _table(ContactEmail)
+_PHONES = _table(ContactPhone)
+
+# Reads built once: on these hot paths building a statement costs more than running it.
+_CONTACT_BY_ID = select(*_CONTACTS.c).where(_CONTACTS.c.id == bindparam("contact_id"))
+_EMAILS_OF = (
+    select(_EMAILS.c.contact_id, _EMAILS.c.email, _EMAILS.c.label, _EMAILS.c.is_primary)
+    .where(_EMAILS.c.contact_id.in_(bindparam("ids", expanding=True)))
+    .order_by(_EMAILS.c.contact_id, _EMAILS.c.position)
+)
+_PHONES_OF = (
+    select(_PHONES.c.contact_id, _PHONES.c.number, _PHONES.c.label, _PHONES.c.is_primary)
+    .where(_PHONES.c.contact_id.in_(bindparam("ids", expanding=True)))
+    .order_by(_PHONES.c.contact_id, _PHONES.c.position)
+)
+
+
+_CHILD_COLUMNS = {
+    key: ("contact_id", key, "label", "is_primary", "position") for key in ("email", "number")
+}
 
 
 def _row_values(after: dict[str, Any]) -> dict[str, Any]:
@@ -544,9 +588,9 @@ def _write(
     now = utcnow()
     creates = [p for p in batch if p.status == "created"]
     updates = [p for p in batch if p.status == "updated"]
-    email_rows: list[dict[str, Any]] = []
-    phone_rows: list[dict[str, Any]] = []
-    term_rows: list[dict[str, Any]] = []
+    email_rows: list[tuple[int, str, str, bool, int]] = []
+    phone_rows: list[tuple[int, str, str, bool, int]] = []
+    term_rows: list[tuple[int, str]] = []
     audits: list[dict[str, Any]] = []
     if creates:
         rows = []
@@ -554,9 +598,7 @@ def _write(
             values = _row_values(p.after)
             values.update(version=1, created_at=now, updated_at=now)
             rows.append(values)
-        ids = session.scalars(
-            insert(Contact).returning(Contact.id, sort_by_parameter_order=True), rows
-        ).all()
+        ids = insert_returning_ids(session, _CONTACTS, rows)
         for p, new_id in zip(creates, ids, strict=True):
             p.target_id = new_id
     rewritten: set[int] = set()
@@ -584,28 +626,12 @@ def _write(
             emails = p.emails if p.emails is not None else existing_emails.get(contact_id, [])
             phones = p.phones if p.phones is not None else existing_phones.get(contact_id, [])
             email_rows += [
-                {
-                    "contact_id": contact_id,
-                    "email": e.email,
-                    "label": e.label,
-                    "is_primary": e.primary,
-                    "position": k,
-                }
-                for k, e in enumerate(emails)
+                (contact_id, e.email, e.label, e.primary, k) for k, e in enumerate(emails)
             ]
             phone_rows += [
-                {
-                    "contact_id": contact_id,
-                    "number": ph.number,
-                    "label": ph.label,
-                    "is_primary": ph.primary,
-                    "position": k,
-                }
-                for k, ph in enumerate(phones)
+                (contact_id, ph.number, ph.label, ph.primary, k) for k, ph in enumerate(phones)
             ]
-            term_rows += [
-                {"contact_id": contact_id, "term": t} for t in search_terms(p.after, emails, phones)
-            ]
+            term_rows += [(contact_id, t) for t in search_terms(p.after, emails, phones)]
         audits.append(
             audit_row(
                 actor,
@@ -615,15 +641,12 @@ def _write(
                 p.changes,
             )
         )
-    tables: tuple[tuple[Any, list[dict[str, Any]]], ...] = (
-        (ContactEmail, email_rows),
-        (ContactPhone, phone_rows),
-        (ContactSearchTerm, term_rows),
-        (AuditEntry, audits),
-    )
-    for table, rows_ in tables:
-        if rows_:
-            session.execute(insert(table), rows_)
+    # Plain executemany for the child rows (about ten per contact), which need no conversion.
+    insert_plain_rows(session, _EMAILS, _CHILD_COLUMNS["email"], email_rows)
+    insert_plain_rows(session, _PHONES, _CHILD_COLUMNS["number"], phone_rows)
+    insert_plain_rows(session, _table(ContactSearchTerm), ("contact_id", "term"), term_rows)
+    if audits:
+        session.execute(_table(AuditEntry).insert(), audits)
 
 
 def _raise_first_error(result: BulkResult) -> None:
@@ -719,47 +742,58 @@ def delete_contact(
     session.commit()
 
 
+#: Fields a ``ContactRead`` takes as they are from its ``contacts`` row.
+_READ_AS_STORED = (
+    "id",
+    "external_id",
+    "first_name",
+    "last_name",
+    "first_name_reading",
+    "last_name_reading",
+    "full_name",
+    "primary_email",
+    "primary_phone",
+    "company_id",
+    "job_title",
+    "street",
+    "city",
+    "region",
+    "postal_code",
+    "country",
+    "lifecycle_stage",
+    "lead_status",
+    "source",
+    "owner_id",
+    "do_not_email",
+    "do_not_call",
+    "do_not_sms",
+    "version",
+    "created_at",
+    "updated_at",
+)
+
+
 def _read_many(
-    session: Session, rows: Sequence[Contact], custom_defs: dict[str, CustomFieldRead]
+    session: Session, rows: Sequence[Row[Any]], custom_defs: dict[str, CustomFieldRead]
 ) -> list[ContactRead]:
-    ids = {r.id for r in rows}
-    emails, phones = _children(session, ids)
-    refs = companies.company_refs(session, {r.company_id for r in rows if r.company_id is not None})
+    """Contacts as the API shows them, from ``contacts`` table rows (not ORM objects, which
+    cost more to load on every page of every list)."""
+    stored = [r._mapping for r in rows]
+    emails, phones = _children(session, {m["id"] for m in stored})
+    refs = companies.company_refs(
+        session, {m["company_id"] for m in stored if m["company_id"] is not None}
+    )
     out = []
-    for r in rows:
+    for m in stored:
+        values = {name: m[name] for name in _READ_AS_STORED}
         out.append(
             ContactRead(
-                id=r.id,
-                external_id=r.external_id,
-                first_name=r.first_name,
-                last_name=r.last_name,
-                first_name_reading=r.first_name_reading,
-                last_name_reading=r.last_name_reading,
-                full_name=r.full_name,
-                primary_email=r.primary_email,
-                primary_phone=r.primary_phone,
-                emails=emails.get(r.id, []),
-                phones=phones.get(r.id, []),
-                company_id=r.company_id,
-                company=refs.get(r.company_id) if r.company_id else None,
-                job_title=r.job_title,
-                street=r.street,
-                city=r.city,
-                region=r.region,
-                postal_code=r.postal_code,
-                country=r.country,
-                lifecycle_stage=r.lifecycle_stage,
-                lead_status=r.lead_status,
-                source=r.source,
-                owner_id=r.owner_id,
-                tags=list(r.tags or []),
-                do_not_email=r.do_not_email,
-                do_not_call=r.do_not_call,
-                do_not_sms=r.do_not_sms,
-                custom=present_custom_values(custom_defs, r.custom or {}),
-                version=r.version,
-                created_at=r.created_at,
-                updated_at=r.updated_at,
+                **values,
+                emails=emails.get(m["id"], []),
+                phones=phones.get(m["id"], []),
+                company=refs.get(m["company_id"]) if m["company_id"] else None,
+                tags=list(m["tags"] or []),
+                custom=present_custom_values(custom_defs, m["custom"] or {}),
             )
         )
     return out
@@ -767,7 +801,7 @@ def _read_many(
 
 def get_contact(session: Session, contact_id: int, actor: Actor) -> ContactRead:
     require(actor, ENTITY, "read")
-    row = session.get(Contact, contact_id, populate_existing=True)
+    row = session.execute(_CONTACT_BY_ID, {"contact_id": contact_id}).first()
     if row is None:
         raise NotFound(f"Contact {contact_id} does not exist.")
     return _read_many(session, [row], fields_by_key(session, ENTITY))[0]
@@ -837,12 +871,17 @@ def list_contacts(
     order = parse_sort(sort, fields, "-id")
     after = decode_cursor(settings.secret_key, order, cursor) if cursor else None
     stmt = apply_sort_and_cursor(stmt, order, Contact.id, after).limit(limit + 1)
-    rows = list(session.scalars(stmt))
+    # Plain rows rather than ORM objects: cheaper to load, and a list never writes them.
+    rows = list(session.execute(stmt.with_only_columns(*_CONTACTS.c)).all())
     next_cursor = None
     if len(rows) > limit:
         rows = rows[:limit]
         last = rows[-1]
-        value = session.scalar(select(order.spec.expr).where(Contact.id == last.id))
+        value = (
+            last.id
+            if order.name == "id"
+            else session.scalar(select(order.spec.expr).where(Contact.id == last.id))
+        )
         next_cursor = encode_cursor(settings.secret_key, order, value, last.id)
     return Page[ContactRead](items=_read_many(session, rows, custom_defs), next_cursor=next_cursor)
 

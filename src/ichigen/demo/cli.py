@@ -1,0 +1,93 @@
+"""``ichigen demo``: load the demo CRM into the record store."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Annotated
+
+import typer
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+)
+from rich.table import Table
+
+from ichigen.cli.context import console, database, err_console
+from ichigen.core.errors import IchigenError
+from ichigen.demo.service import DEFAULT_SEED, DemoSummary, load_demo
+
+
+class Size(StrEnum):
+    small = "small"
+    medium = "medium"
+    large = "large"
+
+
+_STAGES = {
+    "users": "Users and teams",
+    "companies": "Companies",
+    "contacts": "Contacts",
+    "edits": "Later edits",
+    "indexes": "Indexes, statistics",
+}
+
+
+def demo(
+    size: Annotated[
+        Size,
+        typer.Option(
+            help="small: 200 companies, 2,000 contacts; medium: 10k/100k; large: 100k/1M."
+        ),
+    ] = Size.small,
+    seed: Annotated[int, typer.Option(help="Same seed, same data.")] = DEFAULT_SEED,
+) -> None:
+    """Load a believable company's CRM (migrating the record store first); safe to re-run."""
+    with (
+        database() as db,
+        Progress(
+            TextColumn("{task.description:<16}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=console,
+            transient=False,
+        ) as bar,
+    ):
+        tasks: dict[str, TaskID] = {}
+
+        def progress(stage: str, done: int, total: int) -> None:
+            if stage not in tasks:
+                tasks[stage] = bar.add_task(_STAGES.get(stage, stage), total=total)
+            bar.update(tasks[stage], completed=done, total=total)
+
+        try:
+            summary = load_demo(db, size=size.value, seed=seed, progress=progress)
+        except IchigenError as exc:
+            err_console.print(f"[red]error:[/red] {exc.detail}")
+            raise SystemExit(2) from None
+    _print_summary(summary)
+
+
+def _print_summary(summary: DemoSummary) -> None:
+    if summary.already_loaded:
+        console.print("demo data already loaded; nothing changed.")
+    else:
+        console.print(
+            f"loaded {summary.companies:,} companies, {summary.contacts:,} contacts, "
+            f"{summary.users} users in {summary.teams} teams, {summary.custom_fields} custom "
+            f"fields and {summary.edits:,} later edits in {summary.seconds:.1f} s."
+        )
+    table = Table(title="Demo sign-ins (demo data only: never use these passwords elsewhere)")
+    table.add_column("role")
+    table.add_column("email")
+    table.add_column("password")
+    for role, email in summary.sign_ins:
+        table.add_row(role, email, summary.password)
+    console.print(table)
+    console.print(
+        f"Sign in as [bold]{summary.admin_email}[/bold] / [bold]{summary.password}[/bold]"
+    )
