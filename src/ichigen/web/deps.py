@@ -6,7 +6,8 @@ import re
 from collections.abc import Iterator
 from typing import Annotated
 
-from fastapi import Depends, Header, Request
+from fastapi import Depends, Header, Request, Response
+from pydantic import BaseModel
 from sqlalchemy.orm import Session
 
 from ichigen.auth import service as auth_service
@@ -82,3 +83,13 @@ IfMatch = Annotated[int | None, Depends(if_match_version)]
 def browser_session(request: Request, session: DbSession) -> SessionInfo | None:
     cookie = request.cookies.get(SESSION_COOKIE)
     return auth_service.session_user(session, cookie) if cookie else None
+
+
+def json_body(model: BaseModel, headers: dict[str, str] | None = None) -> Response:
+    """A model already serialised by Pydantic, for hot read endpoints.
+
+    Returning a ``Response`` skips FastAPI's second validation of the return value against
+    ``response_model`` (which still documents the shape in OpenAPI); the services already
+    built the model, so checking it again costs time on every list and read.
+    """
+    return Response(model.model_dump_json(), media_type="application/json", headers=headers)

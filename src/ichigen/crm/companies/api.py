@@ -13,7 +13,7 @@ from ichigen.core.schemas import BulkResult, Page, RecordId
 from ichigen.core.tabular import ImportPreview, ImportReport, parse_mapping
 from ichigen.crm.companies import imports, service
 from ichigen.crm.companies.schemas import CompanyCreate, CompanyRead, CompanyUpdate
-from ichigen.web.deps import ApiActor, DbSession, IfMatch, etag
+from ichigen.web.deps import ApiActor, DbSession, IfMatch, etag, json_body
 
 router = APIRouter(prefix="/companies", tags=["companies"])
 
@@ -38,9 +38,11 @@ def list_companies(
     cursor: Annotated[str | None, Query(max_length=2000)] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     q: Annotated[str | None, Query(max_length=200, description="Name or domain prefix.")] = None,
-) -> Page[CompanyRead]:
-    return service.list_companies(
-        session, actor, filters=filter, sort=sort, cursor=cursor, limit=limit, q=q
+) -> Response:
+    return json_body(
+        service.list_companies(
+            session, actor, filters=filter, sort=sort, cursor=cursor, limit=limit, q=q
+        )
     )
 
 
@@ -142,12 +144,9 @@ def export_companies(
 
 
 @router.get("/{company_id}", response_model=CompanyRead)
-def get_company(
-    company_id: RecordId, session: DbSession, actor: ApiActor, response: Response
-) -> CompanyRead:
+def get_company(company_id: RecordId, session: DbSession, actor: ApiActor) -> Response:
     company = service.get_company(session, company_id, actor)
-    response.headers["ETag"] = etag(company.version)
-    return company
+    return json_body(company, {"ETag": etag(company.version)})
 
 
 @router.patch("/{company_id}", response_model=CompanyRead)

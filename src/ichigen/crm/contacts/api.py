@@ -14,7 +14,7 @@ from ichigen.core.schemas import BulkResult, Page, RecordId
 from ichigen.core.tabular import ImportPreview, ImportReport, parse_mapping
 from ichigen.crm.contacts import imports, service
 from ichigen.crm.contacts.schemas import BulkContacts, ContactCreate, ContactRead, ContactUpdate
-from ichigen.web.deps import ApiActor, DbSession, IfMatch, etag
+from ichigen.web.deps import ApiActor, DbSession, IfMatch, etag, json_body
 
 router = APIRouter(prefix="/contacts", tags=["contacts"])
 
@@ -54,9 +54,11 @@ def list_contacts(
             description="Quick search: name, reading, email, phone or company, by prefix.",
         ),
     ] = None,
-) -> Page[ContactRead]:
-    return service.list_contacts(
-        session, actor, filters=filter, sort=sort, cursor=cursor, limit=limit, q=q
+) -> Response:
+    return json_body(
+        service.list_contacts(
+            session, actor, filters=filter, sort=sort, cursor=cursor, limit=limit, q=q
+        )
     )
 
 
@@ -168,12 +170,9 @@ def export_contacts(
 
 
 @router.get("/{contact_id}", response_model=ContactRead)
-def get_contact(
-    contact_id: RecordId, session: DbSession, actor: ApiActor, response: Response
-) -> ContactRead:
+def get_contact(contact_id: RecordId, session: DbSession, actor: ApiActor) -> Response:
     contact = service.get_contact(session, contact_id, actor)
-    response.headers["ETag"] = etag(contact.version)
-    return contact
+    return json_body(contact, {"ETag": etag(contact.version)})
 
 
 @router.patch("/{contact_id}", response_model=ContactRead)

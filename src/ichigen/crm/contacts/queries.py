@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, select, union
+from sqlalchemy import ColumnElement, Select, select, union_all
 
 from ichigen.core.custom_fields import CustomFieldRead
 from ichigen.core.query import ListField, custom_list_field
@@ -72,5 +72,5 @@ def quick_search(q: str, company_ids: list[int]) -> ColumnElement[bool] | None:
         selects.append(select(C.id).where(C.company_id.in_(company_ids)))
     if not selects:
         return None
-    ids = selects[0] if len(selects) == 1 else union(*selects)
+    ids = selects[0] if len(selects) == 1 else union_all(*selects)
     return C.id.in_(ids.scalar_subquery() if len(selects) == 1 else select(ids.subquery().c[0]))
