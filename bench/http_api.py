@@ -138,7 +138,7 @@ def _paths(url: str, seed: int) -> dict[str, list[str]]:
 class Server:
     """``uvicorn ichigen.web.asgi:app`` on 127.0.0.1, started and stopped by this process."""
 
-    def __init__(self, url: str, workers: int) -> None:
+    def __init__(self, url: str, workers: int, request_threads: int | None = None) -> None:
         self.port = _free_port()
         env = dict(os.environ)
         env.update(
@@ -146,6 +146,8 @@ class Server:
             ICHIGEN_SECRET_KEY=SECRET,
             ICHIGEN_DATA_DIR=str(OUT),
         )
+        if request_threads is not None:
+            env["ICHIGEN_REQUEST_THREADS"] = str(request_threads)
         command = [
             sys.executable,
             "-m",
@@ -225,12 +227,19 @@ def _drive(
 
 
 def measure(
-    store: Store, *, rounds: int, seconds: float, concurrency: int, workers: int, seed: int
+    store: Store,
+    *,
+    rounds: int,
+    seconds: float,
+    concurrency: int,
+    workers: int,
+    seed: int,
+    request_threads: int | None = None,
 ) -> dict[str, Any]:
     """Run the rounds against one store; returns medians per workload and the raw rounds."""
     token = _bench_token(store.url)
     paths = _paths(store.url, seed)
-    server = Server(store.url, workers)
+    server = Server(store.url, workers, request_threads)
     raw: dict[str, list[dict[str, Any]]] = {w: [] for w in WORKLOADS}
     try:
         for workload in WORKLOADS:  # warm caches and connection pools
@@ -267,6 +276,7 @@ def measure(
         "seconds": seconds,
         "concurrency": concurrency,
         "workers": workers,
+        "request_threads": request_threads or Settings().request_threads,
     }
     return summary
 
@@ -293,8 +303,9 @@ def print_summary(summary: dict[str, Any]) -> None:
     settings = summary["settings"]
     print(
         f"\n{summary['engine']}: {summary['contacts']:,} contacts, {settings['concurrency']} "
-        f"clients, {settings['workers']} server worker(s), median of {settings['rounds']} "
-        f"rounds of {settings['seconds']} s"
+        f"clients, {settings['workers']} server worker(s) of "
+        f"{settings.get('request_threads', '?')} request threads, median of "
+        f"{settings['rounds']} rounds of {settings['seconds']} s"
     )
     print(f"{'workload':<8} {'p50 ms':>8} {'p95 ms':>8} {'p99 ms':>8} {'req/s':>9} {'vs noop':>8}")
     for workload, f in summary["workloads"].items():
@@ -313,6 +324,9 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument("--workers", type=int, default=1, help="server worker processes")
+    parser.add_argument(
+        "--request-threads", type=int, help="ICHIGEN_REQUEST_THREADS for the server"
+    )
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument(
         "--database-url", help="measure this demo store instead of the benchmark stores"
@@ -334,6 +348,7 @@ def main() -> None:
             seconds=args.seconds,
             concurrency=args.concurrency,
             workers=args.workers,
+            request_threads=args.request_threads,
             seed=args.seed,
         )
         save(summary)

@@ -36,6 +36,14 @@ class Settings(BaseSettings):
         default=True, description="Link a new contact to the company that owns its email domain."
     )
     db_pool_size: int = Field(default=10, ge=1)
+    request_threads: int = Field(
+        default=4,
+        ge=1,
+        le=200,
+        description="Threads that run request handlers at once, per process. Handlers are "
+        "mostly Python under one GIL: a few threads serve requests in turn, many slow the "
+        "slowest ones down. More processes (`ichigen serve --workers`) add real capacity.",
+    )
     sql_echo: bool = False
 
     def resolved_database_url(self) -> str:

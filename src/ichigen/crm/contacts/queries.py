@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, select, union_all
+from sqlalchemy import ColumnElement, Select, any_, func, select, union_all
 
 from ichigen.core.custom_fields import CustomFieldRead
 from ichigen.core.query import ListField, custom_list_field
@@ -62,7 +62,9 @@ def search_terms_for(q: str) -> list[str]:
     return terms
 
 
-def quick_search(q: str, company_ids: list[int]) -> ColumnElement[bool] | None:
+def quick_search(
+    q: str, company_ids: list[int], dialect: str = "sqlite"
+) -> ColumnElement[bool] | None:
     """Contacts whose name, reading, email, phone or company starts with ``q``."""
     selects: list[Select[Any]] = [
         select(T.contact_id).where(T.term >= term, T.term < prefix_upper_bound(term))
@@ -73,4 +75,10 @@ def quick_search(q: str, company_ids: list[int]) -> ColumnElement[bool] | None:
     if not selects:
         return None
     ids = selects[0] if len(selects) == 1 else union_all(*selects)
+    if dialect == "postgresql":
+        # As ``IN``, PostgreSQL joins every match (thousands for a family name) to its contact
+        # before sorting; matching against an array, it walks the primary key in page order
+        # and stops at the page's end (``佐藤`` at 1M contacts: 39 ms down to 4 ms).
+        return C.id == any_(func.array(ids.scalar_subquery()))
+    # SQLite keeps an IN list sorted and walks it in page order already.
     return C.id.in_(ids.scalar_subquery() if len(selects) == 1 else select(ids.subquery().c[0]))

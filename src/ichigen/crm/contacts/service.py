@@ -847,7 +847,7 @@ def _list_statement(
                 f"Cannot filter on unknown field '{flt.field}'.", [FieldError(loc, "unknown field")]
             )
     if q and q.strip():
-        condition = quick_search(q[:200], companies.company_ids_matching(session, q[:200]))
+        condition = quick_search(q[:200], companies.company_ids_matching(session, q[:200]), dialect)
         if condition is not None:
             stmt = stmt.where(condition)
     return stmt, fields
