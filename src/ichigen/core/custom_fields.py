@@ -269,7 +269,9 @@ def update_field(
     if row is None:
         raise NotFound(f"Custom field {field_id} does not exist.")
     if if_version is not None and if_version != row.version:
-        raise_stale("custom field", field_id)
+        raise PreconditionFailed(
+            f"The custom field {field_id} was changed by someone else; reload it and try again."
+        )
     before = _snapshot(row)
     changes = data.model_dump(exclude_unset=True)
     if "options" in changes and changes["options"] is not None:
@@ -307,12 +309,6 @@ def delete_field(session: Session, field_id: int, actor: Actor) -> None:
     if read.indexed:
         drop_value_index(session, read)
     session.commit()
-
-
-def raise_stale(what: str, record_id: int) -> None:
-    raise PreconditionFailed(
-        f"The {what} {record_id} was changed by someone else; reload it and try again."
-    )
 
 
 # ----------------------------------------------------------------------------- values

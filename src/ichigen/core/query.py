@@ -18,7 +18,7 @@ from decimal import Decimal, InvalidOperation
 from typing import Any, Literal
 
 import orjson
-from sqlalchemy import ColumnElement, Select, and_, literal, literal_column, or_, true
+from sqlalchemy import ColumnElement, Select, and_, literal, literal_column, or_
 from sqlalchemy.orm import QueryableAttribute
 from sqlalchemy.types import Boolean, Float, Integer, Numeric, String, TypeEngine
 
@@ -324,10 +324,6 @@ def apply_sort_and_cursor(
         order.append(expr.desc() if desc else expr.asc())
     order.append(id_column.desc() if desc else id_column.asc())
     return stmt.order_by(*order)
-
-
-def always() -> ColumnElement[bool]:
-    return true()
 
 
 __all__ = [
