@@ -35,6 +35,8 @@ WRITERS = {
     "teams": {"admin", "manager"},
     "custom_fields": {"admin"},
     "audit": {"admin"},
+    "sources": {"admin"},
+    "events": {"admin"},
 }
 READERS = {
     "contacts": set(Role),
@@ -43,6 +45,8 @@ READERS = {
     "teams": set(Role) - {Role.viewer},
     "custom_fields": set(Role),
     "audit": set(Role) - {Role.viewer},
+    "sources": {Role.admin, Role.manager, Role.marketing, Role.analyst},
+    "events": set(Role) - {Role.viewer},
 }
 
 

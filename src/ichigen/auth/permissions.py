@@ -20,7 +20,16 @@ class Role(StrEnum):
 
 
 Access = Literal["read", "write"]
-ENTITIES = ("users", "teams", "companies", "contacts", "custom_fields", "audit")
+ENTITIES = (
+    "users",
+    "teams",
+    "companies",
+    "contacts",
+    "custom_fields",
+    "audit",
+    "sources",
+    "events",
+)
 
 _R, _RW, _NONE = frozenset({"read"}), frozenset({"read", "write"}), frozenset[str]()
 
@@ -34,6 +43,8 @@ MATRIX: dict[Role, dict[str, frozenset[str]]] = {
         "contacts": _RW,
         "custom_fields": _R,
         "audit": _R,
+        "sources": _R,
+        "events": _R,
     },
     Role.sales: {
         "users": _R,
@@ -42,6 +53,8 @@ MATRIX: dict[Role, dict[str, frozenset[str]]] = {
         "contacts": _RW,
         "custom_fields": _R,
         "audit": _R,
+        "sources": _NONE,
+        "events": _R,
     },
     Role.support: {
         "users": _R,
@@ -50,6 +63,8 @@ MATRIX: dict[Role, dict[str, frozenset[str]]] = {
         "contacts": _RW,
         "custom_fields": _R,
         "audit": _R,
+        "sources": _NONE,
+        "events": _R,
     },
     Role.marketing: {
         "users": _R,
@@ -58,6 +73,8 @@ MATRIX: dict[Role, dict[str, frozenset[str]]] = {
         "contacts": _RW,
         "custom_fields": _R,
         "audit": _R,
+        "sources": _R,
+        "events": _R,
     },
     Role.analyst: {
         "users": _R,
@@ -66,6 +83,8 @@ MATRIX: dict[Role, dict[str, frozenset[str]]] = {
         "contacts": _R,
         "custom_fields": _R,
         "audit": _R,
+        "sources": _R,
+        "events": _R,
     },
     Role.viewer: {
         "users": _NONE,
@@ -74,6 +93,8 @@ MATRIX: dict[Role, dict[str, frozenset[str]]] = {
         "contacts": _R,
         "custom_fields": _R,
         "audit": _NONE,
+        "sources": _NONE,
+        "events": _NONE,
     },
 }
 

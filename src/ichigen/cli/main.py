@@ -9,6 +9,7 @@ import uvicorn
 
 from ichigen.auth.cli import teams, tokens, users
 from ichigen.cli.context import console, database
+from ichigen.collect.cli import events, sources
 from ichigen.core import migrate
 from ichigen.core.settings import get_settings
 from ichigen.crm.companies.cli import export_companies, import_companies
@@ -21,6 +22,8 @@ app.add_typer(db_app, name="db")
 app.add_typer(users, name="users")
 app.add_typer(teams, name="teams")
 app.add_typer(tokens, name="tokens")
+app.add_typer(sources, name="sources")
+app.add_typer(events, name="events")
 app.command("demo")(demo)
 import_app = typer.Typer(help="Load contacts or companies from CSV files.", no_args_is_help=True)
 import_app.command("contacts")(import_contacts)
@@ -46,8 +49,13 @@ def serve(
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
     workers: Annotated[int, typer.Option(help="Worker processes.")] = 1,
 ) -> None:
-    """Run the API and the web UI."""
-    get_settings()
+    """Run the API, the web UI and the event collector."""
+    if workers > 1 and get_settings().collect_enabled:
+        raise typer.BadParameter(
+            "the embedded event store belongs to one process: run the collector with "
+            "--workers 1, or set ICHIGEN_COLLECT_ENABLED=false for extra API-only workers",
+            param_hint="--workers",
+        )
     uvicorn.run(
         "ichigen.web.asgi:app",
         host=host,

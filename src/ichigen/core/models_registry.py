@@ -10,6 +10,7 @@ MODEL_MODULES = (
     "ichigen.auth.models",
     "ichigen.crm.companies.models",
     "ichigen.crm.contacts.models",
+    "ichigen.collect.models",
 )
 
 

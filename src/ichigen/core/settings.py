@@ -45,12 +45,44 @@ class Settings(BaseSettings):
         "slowest ones down. More processes (`ichigen serve --workers`) add real capacity.",
     )
     sql_echo: bool = False
+    collect_enabled: bool = Field(
+        default=True,
+        description="Run the event collector (`/v1/*`) and open the embedded event store in "
+        "this process. The embedded store belongs to one process at a time.",
+    )
+    event_store_path: Path | None = Field(
+        default=None, description="DuckDB event store file; `events.duckdb` in the data dir."
+    )
+    event_store_memory_limit: str = Field(
+        default="4GB", description="Memory the embedded event store may use (DuckDB syntax)."
+    )
+    collect_max_message_bytes: int = Field(default=32 * 1024, ge=256)
+    collect_max_batch_bytes: int = Field(default=500 * 1024, ge=1024)
+    collect_max_batch_messages: int = Field(default=2500, ge=1)
+    collect_key_grace_hours: int = Field(
+        default=24, ge=0, description="How long a rotated write key keeps working."
+    )
+    collect_benchmark_discard: bool = Field(
+        default=False,
+        description="Benchmarks only: check and de-duplicate messages, then drop them instead "
+        "of storing them, to measure the tracking endpoint's ceiling without the store.",
+    )
+    collect_debugger_size: int = Field(
+        default=200,
+        ge=10,
+        le=10_000,
+        description="Recent messages kept per source for the debugger.",
+    )
 
     def resolved_database_url(self) -> str:
         """The record store URL, defaulting to SQLite in the data dir."""
         if self.database_url:
             return self.database_url
         return f"sqlite:///{(self.data_dir / 'ichigen.db').resolve()}"
+
+    def resolved_event_store_path(self) -> Path:
+        """The embedded event store file, defaulting to the data dir."""
+        return (self.event_store_path or self.data_dir / "events.duckdb").resolve()
 
 
 @lru_cache(maxsize=1)

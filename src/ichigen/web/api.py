@@ -8,6 +8,7 @@ from fastapi import APIRouter, Query, Response, status
 
 from ichigen.auth.api import router as auth_router
 from ichigen.auth.permissions import require
+from ichigen.collect.api import router as collect_router
 from ichigen.core import custom_fields
 from ichigen.core.audit import AuditEntryRead, record_history
 from ichigen.core.custom_fields import CustomFieldCreate, CustomFieldRead, CustomFieldUpdate
@@ -90,6 +91,13 @@ def audit_entries(
 
 def api_router() -> APIRouter:
     router = APIRouter(prefix="/api/v1", responses=PROBLEM_RESPONSES)
-    for sub in (auth_router, companies_router, contacts_router, fields_router, audit_router):
+    for sub in (
+        auth_router,
+        companies_router,
+        contacts_router,
+        fields_router,
+        audit_router,
+        collect_router,
+    ):
         router.include_router(sub)
     return router

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -13,6 +15,10 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import text
 
 from ichigen import __version__
+from ichigen.collect import service as collect_service
+from ichigen.collect.api import CollectState, limits_from, tracking_router
+from ichigen.collect.ingest import CollectMetrics, Collector
+from ichigen.collect.store import DuckDBEventStore
 from ichigen.core.db import Database
 from ichigen.core.settings import Settings, get_settings
 from ichigen.web import problems
@@ -21,6 +27,38 @@ from ichigen.web.middleware import BodyLimitMiddleware, Metrics, MetricsMiddlewa
 from ichigen.web.views import ui_router
 
 STATIC_DIR = Path(__file__).parent / "static"
+log = logging.getLogger(__name__)
+
+
+def open_collector(settings: Settings, db: Database, metrics: CollectMetrics) -> CollectState:
+    """Open the event store and start its writer (loads the keys of stored messages)."""
+    store = DuckDBEventStore(
+        settings.resolved_event_store_path(), memory_limit=settings.event_store_memory_limit
+    )
+    collector = Collector(
+        store,
+        metrics=metrics,
+        debugger_size=settings.collect_debugger_size,
+        discard=settings.collect_benchmark_discard,
+    )
+    return CollectState(
+        collector=collector,
+        keys=collect_service.WriteKeyCache(db.sessionmaker),
+        limits=limits_from(settings),
+    )
+
+
+async def _retention_loop(collector: Collector, db: Database, every: float = 3600) -> None:
+    """Delete events past each source's retention, at start and then every hour."""
+    while True:
+        try:
+            with db.sessionmaker() as session:
+                retention = collect_service.retention_by_source(session)
+            if retention:
+                await to_thread.run_sync(collector.apply_retention, retention)
+        except Exception:  # a failed sweep is retried next hour; ingestion goes on
+            log.exception("event retention sweep failed")
+        await asyncio.sleep(every)
 
 
 def create_app(settings: Settings | None = None, database: Database | None = None) -> FastAPI:
@@ -34,9 +72,22 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
         # default) eight clients' requests fight over it, and the 95th percentile of a
         # contact list doubled against a handful of threads taking requests in turn.
         to_thread.current_default_thread_limiter().total_tokens = settings.request_threads
-        yield
-        if database is None:
-            db.dispose()
+        upkeep: asyncio.Task[None] | None = None
+        if settings.collect_enabled:
+            app.state.collect = await to_thread.run_sync(
+                open_collector, settings, db, collect_metrics
+            )
+            upkeep = asyncio.create_task(_retention_loop(app.state.collect.collector, db))
+        try:
+            yield
+        finally:
+            if upkeep is not None:
+                upkeep.cancel()
+            if app.state.collect is not None:
+                await to_thread.run_sync(app.state.collect.collector.close)
+                app.state.collect = None
+            if database is None:
+                db.dispose()
 
     app = FastAPI(
         title="ichigen",
@@ -49,8 +100,12 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
     app.state.db = db
     metrics = Metrics()
     app.state.metrics = metrics
+    # Created once per app: a lifespan may run more than once (tests), a registry only once.
+    collect_metrics = CollectMetrics(metrics.registry)
+    app.state.collect = None
     problems.install(app)
     app.include_router(api_router())
+    app.include_router(tracking_router)
     app.include_router(ui_router())
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
 
@@ -61,10 +116,15 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
 
     @app.get("/readyz", tags=["operations"])
     def readyz(request: Request, response: Response) -> dict[str, str]:
-        """The record store answers."""
+        """The record store answers, and the event store too where this process collects."""
         try:
             with db.engine.connect() as conn:
                 conn.execute(text("SELECT 1"))
+            collect = app.state.collect
+            if settings.collect_enabled:
+                if collect is None:
+                    raise RuntimeError("the event store is not open yet")
+                collect.collector.store.count()
         except Exception as exc:  # the check's whole point is to report any failure
             response.status_code = 503
             return {"status": "unavailable", "detail": type(exc).__name__}

@@ -96,6 +96,8 @@ MATRIX_ENTITIES: dict[str, str] = {
     "teams": N_("Teams"),
     "custom_fields": N_("Custom fields"),
     "audit": N_("Change history"),
+    "sources": N_("Event sources"),
+    "events": N_("Events"),
 }
 TOKEN_SCOPES: dict[str, str] = {
     "read": N_("Read only"),

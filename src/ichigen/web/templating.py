@@ -64,7 +64,7 @@ from ichigen.web.i18n import LOCALE_COOKIE, LOCALES, N_, choose_locale, translat
 PACKAGE_ROOT = Path(__file__).resolve().parents[1]
 #: Folders (relative to the ``ichigen`` package) whose ``templates/`` the UI loads from; a new
 #: feature with pages adds its folder here.
-TEMPLATE_PACKAGES: list[str] = ["web", "auth", "crm/contacts", "crm/companies"]
+TEMPLATE_PACKAGES: list[str] = ["web", "auth", "crm/contacts", "crm/companies", "collect"]
 
 CSRF_COOKIE = "ichigen_csrf"
 CSRF_FIELD = "csrf_token"
@@ -98,6 +98,7 @@ class NavItem:
 NAVIGATION: list[NavItem] = [
     NavItem("contacts", N_("Contacts"), "/contacts", "contacts"),
     NavItem("companies", N_("Companies"), "/companies", "companies"),
+    NavItem("sources", N_("Sources"), "/sources", "sources"),
     NavItem("settings", N_("Settings"), "/settings", None),
 ]
 

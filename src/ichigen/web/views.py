@@ -5,13 +5,20 @@ from __future__ import annotations
 from fastapi import APIRouter, Depends, Response
 
 from ichigen.auth.views import router as auth_pages
+from ichigen.collect.views import router as source_pages
 from ichigen.crm.companies.views import router as company_pages
 from ichigen.crm.contacts.views import router as contact_pages
 from ichigen.web.settings_views import router as settings_pages
 from ichigen.web.templating import AnyVisitor, csrf_guard, ui_router_for
 
 #: Each feature's pages, in the order their routes are matched.
-FEATURE_PAGES: list[APIRouter] = [auth_pages, contact_pages, company_pages, settings_pages]
+FEATURE_PAGES: list[APIRouter] = [
+    auth_pages,
+    contact_pages,
+    company_pages,
+    source_pages,
+    settings_pages,
+]
 
 
 def ui_router() -> APIRouter:

@@ -1,0 +1,1 @@
+"""Event collection: the Segment-compatible tracking API, sources and the event store."""

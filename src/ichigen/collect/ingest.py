@@ -1,0 +1,383 @@
+"""The collector: de-duplication, rate limits, the debugger's ring and the group-commit writer.
+
+Requests validate their messages on the event loop, reserve their message ids in the
+de-duplication set, and hand the rows to one writer thread. The writer takes everything
+that is waiting, writes it in one transaction, and only then releases the requests: a 200 is
+sent after the commit, so a crash after the answer loses nothing, and a crowd of concurrent
+requests costs one commit, not one each (group commit).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import queue
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+import numpy as np
+from prometheus_client import CollectorRegistry, Counter, Histogram
+
+from ichigen.collect.messages import EventRow
+from ichigen.collect.store import EventStore, FailedRow
+from ichigen.core.clock import utcnow
+
+_HASH = 6  # index of message_hash in an EventRow
+
+
+class SeenMessages:
+    """Message keys already stored: a sorted array loaded at start plus a set of new ones.
+
+    The keys are 64-bit hashes of (source, messageId); a set of a hundred million Python
+    strings would not fit, a sorted array of their hashes takes 8 bytes each.
+    """
+
+    def __init__(self, stored: np.ndarray[Any, np.dtype[np.int64]], fold_at: int = 2_000_000):
+        self._base = stored
+        self._recent: set[int] = set()
+        self._fold_at = fold_at
+        self._lock = threading.Lock()
+
+    def __len__(self) -> int:
+        return len(self._base) + len(self._recent)
+
+    def _in_base(self, keys: list[int]) -> list[bool]:
+        if len(self._base) == 0:
+            return [False] * len(keys)
+        probe = np.asarray(keys, dtype=np.int64)
+        at = np.searchsorted(self._base, probe)
+        at[at == len(self._base)] = 0
+        hits: list[bool] = (self._base[at] == probe).tolist()
+        return hits
+
+    def reserve(self, keys: list[int]) -> list[bool]:
+        """Mark ``keys`` as seen; for each, True when it is new (also within ``keys``)."""
+        with self._lock:
+            in_base = self._in_base(keys)
+            fresh: list[bool] = []
+            recent = self._recent
+            for key, stored in zip(keys, in_base, strict=True):
+                if stored or key in recent:
+                    fresh.append(False)
+                else:
+                    recent.add(key)
+                    fresh.append(True)
+            if len(recent) >= self._fold_at:
+                self._fold()
+            return fresh
+
+    def release(self, keys: Sequence[int]) -> None:
+        """Forget keys whose write failed, so a retry is not taken for a duplicate."""
+        with self._lock:
+            folded = []
+            for key in keys:
+                if key in self._recent:
+                    self._recent.discard(key)
+                else:
+                    folded.append(key)
+            if folded:  # rare: reserved, then folded into the array before the write failed
+                self._base = np.setdiff1d(self._base, np.asarray(folded, dtype=np.int64))
+
+    def _fold(self) -> None:
+        added = np.fromiter(self._recent, dtype=np.int64, count=len(self._recent))
+        self._base = np.union1d(self._base, added)
+        self._recent = set()
+
+
+class RateLimiter:
+    """A token bucket per source: ``rate`` messages a second, bursts up to one second's worth."""
+
+    def __init__(self, monotonic: Callable[[], float] = time.monotonic) -> None:
+        self._buckets: dict[int, tuple[float, float]] = {}
+        self._now = monotonic
+        self._lock = threading.Lock()
+
+    def admit(self, source_id: int, rate: int | None, count: int) -> float | None:
+        """None when ``count`` messages may pass now; else seconds to wait before retrying."""
+        if not rate:
+            return None
+        now = self._now()
+        with self._lock:
+            tokens, at = self._buckets.get(source_id, (float(rate), now))
+            tokens = min(float(rate), tokens + (now - at) * rate)
+            # A batch larger than a second's worth passes when the bucket is full (else an SDK
+            # batching 100 messages could never send to a source limited to 10 a second); the
+            # bucket goes into debt, so the source still averages its rate.
+            if count <= tokens or tokens >= rate:
+                self._buckets[source_id] = (tokens - count, now)
+                return None
+            self._buckets[source_id] = (tokens, now)
+            return max(0.001, (min(count, rate) - tokens) / rate)
+
+
+@dataclass(frozen=True, slots=True)
+class DebugEntry:
+    """One message as the debugger shows it."""
+
+    seq: int
+    received_at: datetime
+    status: str  # accepted | duplicate | rejected
+    type: str | None
+    event: str | None
+    message_id: str | None
+    reason: str | None
+    payload: Any
+
+
+def _label(value: Any) -> str | None:
+    """A field of a message as the debugger's columns show it: a rejected message may hold
+    anything there, so numbers become text and lists or objects stay in the payload only."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return str(value)
+    return None
+
+
+class Debugger:
+    """The last messages of each source, in memory, for the live debugger."""
+
+    def __init__(self, size: int) -> None:
+        self._size = size
+        self._rings: dict[int, deque[DebugEntry]] = {}
+        self._seq = itertools.count(1)
+        self._lock = threading.Lock()
+
+    @property
+    def capacity(self) -> int:
+        return self._size
+
+    def record(
+        self,
+        source_id: int,
+        received_at: datetime,
+        status: str,
+        message: Any,
+        reason: str | None = None,
+    ) -> None:
+        is_dict = isinstance(message, dict)
+        entry = DebugEntry(
+            seq=next(self._seq),
+            received_at=received_at,
+            status=status,
+            type=_label(message.get("type")) if is_dict else None,
+            event=_label(message.get("event") or message.get("name")) if is_dict else None,
+            message_id=_label(message.get("messageId")) if is_dict else None,
+            reason=reason,
+            payload=message,
+        )
+        with self._lock:
+            ring = self._rings.get(source_id)
+            if ring is None:
+                ring = self._rings[source_id] = deque(maxlen=self._size)
+            ring.append(entry)
+
+    def since(self, source_id: int, after: int = 0, limit: int = 100) -> list[DebugEntry]:
+        """Entries newer than sequence number ``after``, newest first."""
+        with self._lock:
+            ring = list(self._rings.get(source_id, ()))
+        newer = [e for e in reversed(ring) if e.seq > after]
+        return newer[:limit]
+
+
+class CollectMetrics:
+    """Prometheus metrics of the collector, in the app's registry."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.received = Counter(
+            "ichigen_collect_messages_received", "Messages received", registry=registry
+        )
+        self.accepted = Counter(
+            "ichigen_collect_messages_accepted", "Messages stored", registry=registry
+        )
+        self.rejected = Counter(
+            "ichigen_collect_messages_rejected",
+            "Messages or requests rejected, by reason",
+            ["reason"],
+            registry=registry,
+        )
+        self.deduplicated = Counter(
+            "ichigen_collect_messages_deduplicated",
+            "Messages dropped as repeats of a stored messageId",
+            registry=registry,
+        )
+        self.commit_seconds = Histogram(
+            "ichigen_collect_commit_seconds",
+            "Time to write and commit one group of messages",
+            registry=registry,
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
+        )
+        self.commit_size = Histogram(
+            "ichigen_collect_commit_messages",
+            "Messages written per commit",
+            registry=registry,
+            buckets=(1, 10, 100, 500, 1000, 2500, 5000, 10000, 25000, 50000),
+        )
+        self.batch_size = Histogram(
+            "ichigen_collect_request_messages",
+            "Messages per request",
+            registry=registry,
+            buckets=(1, 2, 5, 10, 25, 50, 100, 250, 500, 1000, 2500),
+        )
+
+
+@dataclass(slots=True)
+class _Pending:
+    rows: Sequence[EventRow]
+    failed: Sequence[FailedRow]
+    done: Callable[[BaseException | None], None]
+
+
+@dataclass
+class WriteResult:
+    stored: int = 0
+    duplicates: int = 0
+    duplicate_flags: list[bool] = field(default_factory=list)
+
+
+class StoreUnavailable(Exception):
+    """The event store could not take the write; the client should retry."""
+
+
+class Collector:
+    """Owns the event store's writes for one process."""
+
+    MAX_GROUP = 50_000
+
+    def __init__(
+        self,
+        store: EventStore,
+        *,
+        metrics: CollectMetrics | None = None,
+        debugger_size: int = 200,
+        discard: bool = False,
+    ) -> None:
+        self.store = store
+        #: benchmarks only: drop accepted messages instead of writing them
+        self.discard = discard
+        self.metrics = metrics or CollectMetrics(CollectorRegistry())
+        self.debugger = Debugger(debugger_size)
+        self.rates = RateLimiter()
+        self.seen = SeenMessages(store.message_hashes())
+        self._queue: queue.SimpleQueue[_Pending | None] = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._run, name="event-writer", daemon=True)
+        self._thread.start()
+        self._closed = False
+
+    # -------------------------------------------------------------- writing
+
+    def _dedupe(self, rows: Sequence[EventRow]) -> tuple[list[EventRow], list[bool]]:
+        fresh_flags = self.seen.reserve([row[_HASH] for row in rows])
+        fresh = [row for row, new in zip(rows, fresh_flags, strict=True) if new]
+        duplicates = len(rows) - len(fresh)
+        if duplicates:
+            self.metrics.deduplicated.inc(duplicates)
+        return fresh, [not new for new in fresh_flags]
+
+    async def write(self, rows: Sequence[EventRow], failed: Sequence[FailedRow]) -> WriteResult:
+        """Store new rows and failed messages; returns once they are durable."""
+        fresh, flags = self._dedupe(rows)
+        if self.discard:
+            return WriteResult(len(fresh), len(rows) - len(fresh), flags)
+        if fresh or failed:
+            loop = asyncio.get_running_loop()
+            future: asyncio.Future[None] = loop.create_future()
+
+            def done(error: BaseException | None) -> None:
+                loop.call_soon_threadsafe(_settle, future, error)
+
+            self._queue.put(_Pending(fresh, failed, done))
+            try:
+                await future
+            except BaseException:
+                self.seen.release([row[_HASH] for row in fresh])
+                raise
+        return WriteResult(len(fresh), len(rows) - len(fresh), flags)
+
+    def write_sync(self, rows: Sequence[EventRow], failed: Sequence[FailedRow]) -> WriteResult:
+        """``write`` for callers outside the event loop (imports, the CLI, replays)."""
+        fresh, flags = self._dedupe(rows)
+        if fresh or failed:
+            finished = threading.Event()
+            outcome: list[BaseException | None] = [None]
+
+            def done(error: BaseException | None) -> None:
+                outcome[0] = error
+                finished.set()
+
+            self._queue.put(_Pending(fresh, failed, done))
+            finished.wait()
+            if outcome[0] is not None:
+                self.seen.release([row[_HASH] for row in fresh])
+                raise StoreUnavailable(str(outcome[0])) from outcome[0]
+        return WriteResult(len(fresh), len(rows) - len(fresh), flags)
+
+    def _run(self) -> None:
+        while True:
+            first = self._queue.get()
+            if first is None:
+                return
+            group = [first]
+            size = len(first.rows)
+            stop = False
+            while size < self.MAX_GROUP:
+                try:
+                    more = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if more is None:
+                    stop = True
+                    break
+                group.append(more)
+                size += len(more.rows)
+            rows: list[EventRow] = []
+            failed: list[FailedRow] = []
+            for pending in group:
+                rows.extend(pending.rows)
+                failed.extend(pending.failed)
+            started = time.perf_counter()
+            error: BaseException | None = None
+            try:
+                self.store.append(rows, failed)
+            except Exception as exc:  # every waiting request must hear about it
+                error = StoreUnavailable(f"the event store could not write: {exc}")
+            self.metrics.commit_seconds.observe(time.perf_counter() - started)
+            self.metrics.commit_size.observe(len(rows))
+            if error is None:
+                self.metrics.accepted.inc(len(rows))
+            for pending in group:
+                pending.done(error)
+            if stop:
+                return
+
+    # -------------------------------------------------------------- upkeep
+
+    def apply_retention(self, retention: dict[int, int]) -> int:
+        """Delete events older than each source's retention (days); returns how many."""
+        removed = 0
+        now = utcnow()
+        for source_id, days in retention.items():
+            removed += self.store.delete_older_than(source_id, now - timedelta(days=days))
+        return removed
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self._queue.put(None)
+        self._thread.join(timeout=30)
+        self.store.close()
+
+
+def _settle(future: asyncio.Future[None], error: BaseException | None) -> None:
+    if future.done():
+        return
+    if error is None:
+        future.set_result(None)
+    else:
+        future.set_exception(error)

@@ -1,0 +1,523 @@
+"""The event store: append-only, columnar, embedded DuckDB by default.
+
+``EventStore`` is the seam; ``DuckDBEventStore`` is the embedded engine. Events keep their
+identifiers in typed columns (``user_id``, ``anonymous_id``, and ``person_id``, empty until
+identity resolution fills it) with hashed keys of the identifiers under ART indexes, so one
+person's events are found without scanning the table. Properties, traits, context,
+integrations and consent are JSON. Failed events (messages rejected with a reason) live in
+the same file, written in the same commit as the accepted ones.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import Any, Protocol
+
+import duckdb
+import numpy as np
+import orjson
+import pyarrow as pa
+import pyarrow.dataset as ds
+
+from ichigen.collect.messages import EVENT_COLUMNS, EventRow
+
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_TS = pa.timestamp("us", tz="UTC")
+
+#: Arrow schema of rows handed to ``append`` (the same order as ``EVENT_COLUMNS``).
+EVENT_SCHEMA = pa.schema(
+    [
+        ("source_id", pa.int64()),
+        ("type", pa.string()),
+        ("event", pa.string()),
+        ("name", pa.string()),
+        ("category", pa.string()),
+        ("message_id", pa.string()),
+        ("message_hash", pa.int64()),
+        ("user_id", pa.string()),
+        ("anonymous_id", pa.string()),
+        ("group_id", pa.string()),
+        ("previous_id", pa.string()),
+        ("person_id", pa.string()),
+        ("timestamp", _TS),
+        ("original_timestamp", _TS),
+        ("sent_at", _TS),
+        ("received_at", _TS),
+        ("properties", pa.string()),
+        ("traits", pa.string()),
+        ("context", pa.string()),
+        ("integrations", pa.string()),
+        ("consent", pa.string()),
+    ]
+)
+assert tuple(EVENT_SCHEMA.names) == EVENT_COLUMNS
+
+_JSON_COLUMNS = ("properties", "traits", "context", "integrations", "consent")
+_TIME_COLUMNS = ("timestamp", "original_timestamp", "sent_at", "received_at")
+
+_DDL = (
+    """
+    CREATE TABLE IF NOT EXISTS events (
+        source_id BIGINT NOT NULL,
+        type VARCHAR NOT NULL,
+        event VARCHAR,
+        name VARCHAR,
+        category VARCHAR,
+        message_id VARCHAR NOT NULL,
+        message_hash BIGINT NOT NULL,
+        user_id VARCHAR,
+        anonymous_id VARCHAR,
+        group_id VARCHAR,
+        previous_id VARCHAR,
+        person_id VARCHAR,
+        timestamp TIMESTAMPTZ NOT NULL,
+        original_timestamp TIMESTAMPTZ,
+        sent_at TIMESTAMPTZ,
+        received_at TIMESTAMPTZ NOT NULL,
+        properties JSON,
+        traits JSON,
+        context JSON,
+        integrations JSON,
+        consent JSON,
+        user_key UBIGINT,
+        anonymous_key UBIGINT
+    )
+    """,
+    "CREATE INDEX IF NOT EXISTS ix_events_user_key ON events (user_key)",
+    "CREATE INDEX IF NOT EXISTS ix_events_anonymous_key ON events (anonymous_key)",
+    "CREATE SEQUENCE IF NOT EXISTS failed_event_ids START 1",
+    """
+    CREATE TABLE IF NOT EXISTS failed_events (
+        id BIGINT PRIMARY KEY DEFAULT nextval('failed_event_ids'),
+        source_id BIGINT NOT NULL,
+        received_at TIMESTAMPTZ NOT NULL,
+        reason VARCHAR NOT NULL,
+        problems JSON NOT NULL,
+        payload JSON NOT NULL,
+        status VARCHAR NOT NULL DEFAULT 'failed',
+        replayed_at TIMESTAMPTZ,
+        replayed_message_id VARCHAR
+    )
+    """,
+)
+
+_INSERT_EVENTS = (
+    "INSERT INTO events SELECT *, "
+    "CASE WHEN user_id IS NULL THEN NULL ELSE hash(user_id) END, "
+    "CASE WHEN anonymous_id IS NULL THEN NULL ELSE hash(anonymous_id) END "
+    "FROM incoming_events"
+)
+_EVENT_FIELDS = ", ".join(
+    f"epoch_us({c}) AS {c}" if c in _TIME_COLUMNS else c
+    for c in EVENT_COLUMNS
+    if c != "message_hash"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class FailedRow:
+    """A message rejected at ingestion, kept with why."""
+
+    source_id: int
+    received_at: datetime
+    reason: str
+    problems: list[dict[str, Any]]
+    payload: Any
+
+
+@dataclass(frozen=True, slots=True)
+class EventFilter:
+    """What to select from the store; every field is optional."""
+
+    source_id: int | None = None
+    type: str | None = None
+    event: str | None = None
+    user_id: str | None = None
+    anonymous_id: str | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+    properties: tuple[tuple[str, str], ...] = ()
+    #: keyset cursor: events strictly older than (timestamp in µs, message hash)
+    before: tuple[int, int] | None = None
+
+
+@dataclass(slots=True)
+class EventPage:
+    events: list[dict[str, Any]] = field(default_factory=list)
+    #: (timestamp µs, message hash) of the last event, when there may be more
+    next_before: tuple[int, int] | None = None
+
+
+class EventStore(Protocol):
+    """Where accepted events and failed messages are kept."""
+
+    def append(self, rows: Sequence[EventRow], failed: Sequence[FailedRow]) -> None: ...
+
+    def message_hashes(self) -> np.ndarray[Any, np.dtype[np.int64]]: ...
+
+    def find(self, where: EventFilter, limit: int) -> EventPage: ...
+
+    def daily_counts(
+        self, since: datetime, until: datetime, source_id: int | None
+    ) -> list[tuple[date, str, int]]: ...
+
+    def count(self, source_id: int | None = None) -> int: ...
+
+    def delete_older_than(self, source_id: int, cutoff: datetime) -> int: ...
+
+    def failed(
+        self, source_id: int | None, status: str | None, limit: int, before_id: int | None
+    ) -> list[dict[str, Any]]: ...
+
+    def failed_one(self, failed_id: int) -> dict[str, Any] | None: ...
+
+    def mark_replayed(self, failed_id: int, message_id: str, at: datetime) -> None: ...
+
+    def export_parquet(
+        self, directory: Path, since: datetime | None, until: datetime | None
+    ) -> int: ...
+
+    def close(self) -> None: ...
+
+
+def to_micros(moment: datetime) -> int:
+    return (moment - EPOCH) // timedelta(microseconds=1)
+
+
+def from_micros(micros: int | None) -> datetime | None:
+    return None if micros is None else EPOCH + timedelta(microseconds=micros)
+
+
+def rows_to_arrow(rows: Sequence[EventRow]) -> pa.Table:
+    """Event rows (tuples in ``EVENT_COLUMNS`` order) as one Arrow table."""
+    columns = list(zip(*rows, strict=True)) if rows else [() for _ in EVENT_COLUMNS]
+    return pa.Table.from_arrays(
+        [pa.array(column, type=EVENT_SCHEMA.field(i).type) for i, column in enumerate(columns)],
+        schema=EVENT_SCHEMA,
+    )
+
+
+class DuckDBEventStore:
+    """The embedded event store: one DuckDB file, written by one connection.
+
+    Appends come from one writer (the collector's commit thread, or an import); reads run on
+    their own cursors, concurrently with writes, each seeing the last committed state.
+    """
+
+    def __init__(self, path: Path | str, *, memory_limit: str = "4GB") -> None:
+        self.path = str(path)
+        if self.path != ":memory:":
+            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self._con = duckdb.connect(self.path, config={"memory_limit": memory_limit})
+        except duckdb.IOException as exc:
+            raise EventStoreBusy(
+                f"The event store {self.path} is in use by another process (a running "
+                "`ichigen serve`?). Stop it, or send the data through the API."
+            ) from exc
+        self._con.execute("SET TimeZone = 'UTC'")
+        for statement in _DDL:
+            self._con.execute(statement)
+        self._write_lock = threading.Lock()
+        self._local = threading.local()
+        self._cursors: list[duckdb.DuckDBPyConnection] = []
+
+    # ------------------------------------------------------------------ writes
+
+    def append(self, rows: Sequence[EventRow], failed: Sequence[FailedRow]) -> None:
+        """Write accepted events and failed messages in one transaction (durable on return)."""
+        with self._write_lock:
+            con = self._con
+            con.execute("BEGIN")
+            try:
+                if rows:
+                    con.register("incoming_events", rows_to_arrow(rows))
+                    try:
+                        con.execute(_INSERT_EVENTS)
+                    finally:
+                        con.unregister("incoming_events")
+                if failed:
+                    con.executemany(
+                        "INSERT INTO failed_events (source_id, received_at, reason, problems, "
+                        "payload) VALUES (?, make_timestamptz(?), ?, ?, ?)",
+                        [
+                            (
+                                f.source_id,
+                                to_micros(f.received_at),
+                                f.reason,
+                                orjson.dumps(f.problems).decode(),
+                                orjson.dumps(f.payload, default=str).decode(),
+                            )
+                            for f in failed
+                        ],
+                    )
+                con.execute("COMMIT")
+            except BaseException:
+                con.execute("ROLLBACK")
+                raise
+
+    def delete_older_than(self, source_id: int, cutoff: datetime) -> int:
+        with self._write_lock:
+            found = self._con.execute(
+                "DELETE FROM events WHERE source_id = ? AND timestamp < make_timestamptz(?)",
+                [source_id, to_micros(cutoff)],
+            ).fetchone()
+            return int(found[0]) if found else 0
+
+    def mark_replayed(self, failed_id: int, message_id: str, at: datetime) -> None:
+        with self._write_lock:
+            self._con.execute(
+                "UPDATE failed_events SET status = 'replayed', replayed_at = make_timestamptz(?), "
+                "replayed_message_id = ? WHERE id = ?",
+                [to_micros(at), message_id, failed_id],
+            )
+
+    # ------------------------------------------------------------------ reads
+
+    def _cursor(self) -> duckdb.DuckDBPyConnection:
+        cursor: duckdb.DuckDBPyConnection | None = getattr(self._local, "cursor", None)
+        if cursor is None:
+            cursor = self._con.cursor()
+            cursor.execute("SET TimeZone = 'UTC'")
+            # One person's events come from an index up to this many rows (default 2,048).
+            cursor.execute("SET index_scan_max_count = 100000")
+            self._local.cursor = cursor
+            with self._write_lock:
+                self._cursors.append(cursor)
+        return cursor
+
+    def message_hashes(self) -> np.ndarray[Any, np.dtype[np.int64]]:
+        """Every stored event's de-duplication key, sorted."""
+        found = self._cursor().execute("SELECT message_hash FROM events").fetchnumpy()
+        hashes = np.asarray(found["message_hash"], dtype=np.int64)
+        hashes.sort()
+        return hashes
+
+    def count(self, source_id: int | None = None) -> int:
+        if source_id is None:
+            found = self._cursor().execute("SELECT count(*) FROM events").fetchone()
+        else:
+            found = (
+                self._cursor()
+                .execute("SELECT count(*) FROM events WHERE source_id = ?", [source_id])
+                .fetchone()
+            )
+        return int(found[0]) if found else 0
+
+    def find(self, where: EventFilter, limit: int) -> EventPage:
+        """Events matching ``where``, newest first, at most ``limit``.
+
+        With ``user_id`` or ``anonymous_id`` the identifier's index finds the candidate rows
+        first, so one person's events come back without a scan of the table.
+        """
+        clauses: list[str] = []
+        params: list[Any] = []
+        if where.user_id is not None:
+            clauses.append("user_id = ?")
+            params.append(where.user_id)
+        if where.anonymous_id is not None:
+            clauses.append("anonymous_id = ?")
+            params.append(where.anonymous_id)
+        if where.source_id is not None:
+            clauses.append("source_id = ?")
+            params.append(where.source_id)
+        if where.type is not None:
+            clauses.append("type = ?")
+            params.append(where.type)
+        if where.event is not None:
+            clauses.append("event = ?")
+            params.append(where.event)
+        if where.since is not None:
+            clauses.append("timestamp >= make_timestamptz(?)")
+            params.append(to_micros(where.since))
+        if where.until is not None:
+            clauses.append("timestamp < make_timestamptz(?)")
+            params.append(to_micros(where.until))
+        for key, value in where.properties:
+            clauses.append("json_extract_string(properties, ?) = ?")
+            params.extend([json_path(key), value])
+        if where.before is not None:
+            clauses.append(
+                "(epoch_us(timestamp) < ? OR (epoch_us(timestamp) = ? AND message_hash < ?))"
+            )
+            params.extend([where.before[0], where.before[0], where.before[1]])
+        source = "events"
+        key_column = "user_key"
+        key_params: list[Any] = []
+        if where.user_id is not None or where.anonymous_id is not None:
+            # Materialised, the identifier's rows come from its ART index; a top-N over the
+            # whole table would scan it instead.
+            if where.user_id is None:
+                key_column = "anonymous_key"
+            key_params.append(where.user_id if where.user_id is not None else where.anonymous_id)
+            source = "candidates"
+        sql = (
+            (
+                "WITH candidates AS MATERIALIZED (SELECT * FROM events "
+                f"WHERE {key_column} = hash(?::VARCHAR)) "
+                if key_params
+                else ""
+            )
+            + f"SELECT {_EVENT_FIELDS}, message_hash FROM {source}"
+            + (" WHERE " + " AND ".join(clauses) if clauses else "")
+            + " ORDER BY timestamp DESC, message_hash DESC LIMIT ?"
+        )
+        params = key_params + params
+        params.append(limit + 1)
+        result = self._cursor().execute(sql, params)
+        names = [d[0] for d in result.description or []]
+        raw = result.fetchall()
+        page = EventPage()
+        for values in raw[:limit]:
+            page.events.append(_event_dict(dict(zip(names, values, strict=True))))
+        if len(raw) > limit and raw[:limit]:
+            last = dict(zip(names, raw[limit - 1], strict=True))
+            page.next_before = (int(last["timestamp"]), int(last["message_hash"]))
+        return page
+
+    def daily_counts(
+        self, since: datetime, until: datetime, source_id: int | None
+    ) -> list[tuple[date, str, int]]:
+        """Events per UTC day and event name (the type for calls other than track)."""
+        sql = (
+            "SELECT CAST(timestamp AS DATE) AS day, coalesce(event, type) AS name, count(*) "
+            "FROM events WHERE timestamp >= make_timestamptz(?) AND timestamp < "
+            "make_timestamptz(?)"
+        )
+        params: list[Any] = [to_micros(since), to_micros(until)]
+        if source_id is not None:
+            sql += " AND source_id = ?"
+            params.append(source_id)
+        sql += " GROUP BY ALL ORDER BY day, name"
+        return [
+            (row[0], str(row[1]), int(row[2]))
+            for row in self._cursor().execute(sql, params).fetchall()
+        ]
+
+    def failed(
+        self, source_id: int | None, status: str | None, limit: int, before_id: int | None
+    ) -> list[dict[str, Any]]:
+        clauses: list[str] = []
+        params: list[Any] = []
+        if source_id is not None:
+            clauses.append("source_id = ?")
+            params.append(source_id)
+        if status is not None:
+            clauses.append("status = ?")
+            params.append(status)
+        if before_id is not None:
+            clauses.append("id < ?")
+            params.append(before_id)
+        sql = (
+            "SELECT id, source_id, epoch_us(received_at) AS received_at, reason, problems, "
+            "payload, status, epoch_us(replayed_at) AS replayed_at, replayed_message_id "
+            "FROM failed_events"
+            + (" WHERE " + " AND ".join(clauses) if clauses else "")
+            + " ORDER BY id DESC LIMIT ?"
+        )
+        params.append(limit)
+        return self._failed_rows(sql, params)
+
+    def failed_one(self, failed_id: int) -> dict[str, Any] | None:
+        found = self._failed_rows(
+            "SELECT id, source_id, epoch_us(received_at) AS received_at, reason, problems, "
+            "payload, status, epoch_us(replayed_at) AS replayed_at, replayed_message_id "
+            "FROM failed_events WHERE id = ?",
+            [failed_id],
+        )
+        return found[0] if found else None
+
+    def _failed_rows(self, sql: str, params: list[Any]) -> list[dict[str, Any]]:
+        result = self._cursor().execute(sql, params)
+        names = [d[0] for d in result.description or []]
+        rows = []
+        for values in result.fetchall():
+            row = dict(zip(names, values, strict=True))
+            row["received_at"] = from_micros(row["received_at"])
+            row["replayed_at"] = from_micros(row["replayed_at"])
+            row["problems"] = orjson.loads(row["problems"])
+            row["payload"] = orjson.loads(row["payload"])
+            rows.append(row)
+        return rows
+
+    # ------------------------------------------------------------------ files
+
+    def export_parquet(
+        self, directory: Path, since: datetime | None = None, until: datetime | None = None
+    ) -> int:
+        """Write events as Parquet files partitioned by UTC day (``day=YYYY-MM-DD/``)."""
+        clauses: list[str] = []
+        params: list[Any] = []
+        if since is not None:
+            clauses.append("timestamp >= make_timestamptz(?)")
+            params.append(to_micros(since))
+        if until is not None:
+            clauses.append("timestamp < make_timestamptz(?)")
+            params.append(to_micros(until))
+        columns = ", ".join(EVENT_COLUMNS)
+        sql = (
+            f"SELECT {columns}, strftime(timestamp, '%Y-%m-%d') AS day FROM events"
+            + (" WHERE " + " AND ".join(clauses) if clauses else "")
+            + " ORDER BY timestamp"
+        )
+        reader = self._cursor().sql(sql, params=params).to_arrow_reader(100_000)
+        assert reader is not None
+        written = 0
+
+        def batches() -> Iterator[pa.RecordBatch]:
+            nonlocal written
+            for batch in reader:
+                written += batch.num_rows
+                yield batch
+
+        directory.mkdir(parents=True, exist_ok=True)
+        ds.write_dataset(
+            batches(),
+            directory,
+            schema=reader.schema,
+            format="parquet",
+            partitioning=ds.partitioning(pa.schema([("day", pa.string())]), flavor="hive"),
+            existing_data_behavior="overwrite_or_ignore",
+            basename_template="events-{i}.parquet",
+        )
+        return written
+
+    def close(self) -> None:
+        with self._write_lock:
+            for cursor in self._cursors:
+                cursor.close()
+            self._cursors.clear()
+            self._con.close()
+        self._local = threading.local()
+
+
+class EventStoreBusy(Exception):
+    """The embedded event store is open in another process."""
+
+
+def read_parquet_export(directory: Path) -> Iterator[list[EventRow]]:
+    """Rows of a Parquet export (ours, or any with the same columns), in batches."""
+    dataset = ds.dataset(directory, format="parquet", partitioning="hive")
+    for batch in dataset.to_batches(columns=list(EVENT_COLUMNS), batch_size=50_000):
+        table = pa.Table.from_batches([batch]).cast(EVENT_SCHEMA)
+        columns = [table.column(i).to_pylist() for i in range(table.num_columns)]
+        yield list(zip(*columns, strict=True))
+
+
+def json_path(key: str) -> str:
+    """A JSON path to a top-level or dotted property key, quoted so any key is safe."""
+    return "$" + "".join("." + orjson.dumps(part).decode() for part in key.split("."))
+
+
+def _event_dict(row: dict[str, Any]) -> dict[str, Any]:
+    for name in _TIME_COLUMNS:
+        row[name] = from_micros(row[name])
+    for name in _JSON_COLUMNS:
+        value = row[name]
+        row[name] = orjson.loads(value) if value is not None else None
+    row.pop("message_hash", None)
+    return row
