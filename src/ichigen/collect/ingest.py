@@ -226,11 +226,43 @@ class CollectMetrics:
         )
 
 
+class _Ticket:
+    """The outcome of one queued write, which any number of requests may wait for."""
+
+    __slots__ = ("_callbacks", "_done", "_error", "_lock")
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._done = threading.Event()
+        self._error: BaseException | None = None
+        self._callbacks: list[Callable[[BaseException | None], None]] = []
+
+    def finish(self, error: BaseException | None) -> None:
+        with self._lock:
+            self._error = error
+            self._done.set()
+            callbacks, self._callbacks = self._callbacks, []
+        for callback in callbacks:
+            callback(error)
+
+    def then(self, callback: Callable[[BaseException | None], None]) -> None:
+        """Call ``callback(error)`` when the write is done (at once if it already is)."""
+        with self._lock:
+            if not self._done.is_set():
+                self._callbacks.append(callback)
+                return
+        callback(self._error)
+
+    def wait(self) -> BaseException | None:
+        self._done.wait()
+        return self._error
+
+
 @dataclass(slots=True)
 class _Pending:
     rows: Sequence[EventRow]
     failed: Sequence[FailedRow]
-    done: Callable[[BaseException | None], None]
+    ticket: _Ticket
 
 
 @dataclass
@@ -264,6 +296,9 @@ class Collector:
         self.debugger = Debugger(debugger_size)
         self.rates = RateLimiter()
         self.seen = SeenMessages(store.message_hashes())
+        #: message keys being written, and the write that carries them
+        self._inflight: dict[int, _Ticket] = {}
+        self._lock = threading.Lock()
         self._queue: queue.SimpleQueue[_Pending | None] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._run, name="event-writer", daemon=True)
         self._thread.start()
@@ -271,51 +306,53 @@ class Collector:
 
     # -------------------------------------------------------------- writing
 
-    def _dedupe(self, rows: Sequence[EventRow]) -> tuple[list[EventRow], list[bool]]:
-        fresh_flags = self.seen.reserve([row[_HASH] for row in rows])
-        fresh = [row for row, new in zip(rows, fresh_flags, strict=True) if new]
+    def _enqueue(
+        self, rows: Sequence[EventRow], failed: Sequence[FailedRow]
+    ) -> tuple[WriteResult, list[_Ticket]]:
+        """Reserve the rows' message keys, queue the new ones, and say what to wait for.
+
+        A repeat of a message that is still being written waits for that write: answering it
+        at once would acknowledge an event that a crash could still lose.
+        """
+        keys = [row[_HASH] for row in rows]
+        with self._lock:
+            fresh_flags = self.seen.reserve(keys)
+            fresh = [row for row, new in zip(rows, fresh_flags, strict=True) if new]
+            waits: dict[int, _Ticket] = {}
+            for key, new in zip(keys, fresh_flags, strict=True):
+                ticket = None if new else self._inflight.get(key)
+                if ticket is not None:
+                    waits[id(ticket)] = ticket
+            if not self.discard and (fresh or failed):
+                own = _Ticket()
+                for row in fresh:
+                    self._inflight[row[_HASH]] = own
+                waits[id(own)] = own
+                self._queue.put(_Pending(fresh, failed, own))
         duplicates = len(rows) - len(fresh)
         if duplicates:
             self.metrics.deduplicated.inc(duplicates)
-        return fresh, [not new for new in fresh_flags]
+        result = WriteResult(len(fresh), duplicates, [not new for new in fresh_flags])
+        return result, list(waits.values())
 
     async def write(self, rows: Sequence[EventRow], failed: Sequence[FailedRow]) -> WriteResult:
-        """Store new rows and failed messages; returns once they are durable."""
-        fresh, flags = self._dedupe(rows)
-        if self.discard:
-            return WriteResult(len(fresh), len(rows) - len(fresh), flags)
-        if fresh or failed:
+        """Store new rows and failed messages; returns once they (and any earlier copy of
+        them still being written) are durable."""
+        result, tickets = self._enqueue(rows, failed)
+        if tickets:
             loop = asyncio.get_running_loop()
-            future: asyncio.Future[None] = loop.create_future()
-
-            def done(error: BaseException | None) -> None:
-                loop.call_soon_threadsafe(_settle, future, error)
-
-            self._queue.put(_Pending(fresh, failed, done))
-            try:
-                await future
-            except BaseException:
-                self.seen.release([row[_HASH] for row in fresh])
-                raise
-        return WriteResult(len(fresh), len(rows) - len(fresh), flags)
+            futures = [_future_of(ticket, loop) for ticket in tickets]
+            await asyncio.gather(*futures)
+        return result
 
     def write_sync(self, rows: Sequence[EventRow], failed: Sequence[FailedRow]) -> WriteResult:
         """``write`` for callers outside the event loop (imports, the CLI, replays)."""
-        fresh, flags = self._dedupe(rows)
-        if fresh or failed:
-            finished = threading.Event()
-            outcome: list[BaseException | None] = [None]
-
-            def done(error: BaseException | None) -> None:
-                outcome[0] = error
-                finished.set()
-
-            self._queue.put(_Pending(fresh, failed, done))
-            finished.wait()
-            if outcome[0] is not None:
-                self.seen.release([row[_HASH] for row in fresh])
-                raise StoreUnavailable(str(outcome[0])) from outcome[0]
-        return WriteResult(len(fresh), len(rows) - len(fresh), flags)
+        result, tickets = self._enqueue(rows, failed)
+        for ticket in tickets:
+            error = ticket.wait()
+            if error is not None:
+                raise StoreUnavailable(str(error)) from error
+        return result
 
     def _run(self) -> None:
         while True:
@@ -348,10 +385,17 @@ class Collector:
                 error = StoreUnavailable(f"the event store could not write: {exc}")
             self.metrics.commit_seconds.observe(time.perf_counter() - started)
             self.metrics.commit_size.observe(len(rows))
+            keys = [row[_HASH] for row in rows]
+            with self._lock:
+                if error is not None:
+                    # Not stored: a retry must be taken as new, not as a repeat.
+                    self.seen.release(keys)
+                for key in keys:
+                    self._inflight.pop(key, None)
             if error is None:
                 self.metrics.accepted.inc(len(rows))
             for pending in group:
-                pending.done(error)
+                pending.ticket.finish(error)
             if stop:
                 return
 
@@ -372,6 +416,17 @@ class Collector:
         self._queue.put(None)
         self._thread.join(timeout=30)
         self.store.close()
+
+
+def _future_of(ticket: _Ticket, loop: asyncio.AbstractEventLoop) -> asyncio.Future[None]:
+    """A future of ``loop`` that settles when the ticket's write is done."""
+    future: asyncio.Future[None] = loop.create_future()
+
+    def settle(error: BaseException | None) -> None:
+        loop.call_soon_threadsafe(_settle, future, error)
+
+    ticket.then(settle)
+    return future
 
 
 def _settle(future: asyncio.Future[None], error: BaseException | None) -> None:
