@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
+import msgspec
 import orjson
 from fastapi import APIRouter, File, Form, Query, Request, Response, UploadFile, status
 from fastapi.responses import JSONResponse
@@ -17,7 +18,16 @@ from fastapi.responses import JSONResponse
 from ichigen.auth.permissions import require
 from ichigen.collect import imports, service
 from ichigen.collect.ingest import Collector, StoreUnavailable
-from ichigen.collect.messages import MESSAGE_TYPES, Envelope, Limits, normalise, summarise
+from ichigen.collect.messages import (
+    MESSAGE_TYPES,
+    Envelope,
+    Limits,
+    WireBatch,
+    decode_batch,
+    normalise,
+    normalise_raw,
+    summarise,
+)
 from ichigen.collect.schemas import (
     DailyCount,
     DebugEntryRead,
@@ -177,14 +187,24 @@ async def ingest(request: Request, forced_type: str | None) -> Response:
             f"The {what} is larger than {limit} bytes.",
             [{"loc": ["body"], "msg": f"at most {limit} bytes"}],
         )
-    try:
-        payload = orjson.loads(body)
-    except orjson.JSONDecodeError as exc:
-        metrics.rejected.labels("malformed-json").inc()
-        return _problem(400, "Malformed JSON", f"The body is not valid JSON: {exc}.")
-    if not isinstance(payload, dict):
-        metrics.rejected.labels("malformed-json").inc()
-        return _problem(400, "Malformed JSON", "The body must be a JSON object.")
+    wire: WireBatch | None = None
+    if batch:
+        try:
+            wire = decode_batch(body)
+        except (msgspec.DecodeError, RecursionError):
+            wire = None  # read again below, for a precise error or the slower checks
+    if wire is not None:
+        payload: dict[str, Any] = {"writeKey": wire.writeKey}
+    else:
+        try:
+            loaded = orjson.loads(body)
+        except orjson.JSONDecodeError as exc:
+            metrics.rejected.labels("malformed-json").inc()
+            return _problem(400, "Malformed JSON", f"The body is not valid JSON: {exc}.")
+        if not isinstance(loaded, dict):
+            metrics.rejected.labels("malformed-json").inc()
+            return _problem(400, "Malformed JSON", "The body must be a JSON object.")
+        payload = loaded
     key = _write_key(request, payload)
     if key is None:
         metrics.rejected.labels("no-key").inc()
@@ -207,16 +227,30 @@ async def ingest(request: Request, forced_type: str | None) -> Response:
             headers={"WWW-Authenticate": 'Basic realm="ichigen"'},
         )
     envelope = Envelope(source_id=auth.source_id, received_at=received_at)
+    messages: list[Any]
     if batch:
-        messages = payload.get("batch")
-        if not isinstance(messages, list):
-            metrics.rejected.labels("invalid").inc()
-            return _problem(
-                400,
-                "Invalid batch",
-                "A batch needs a `batch` array of messages.",
-                [{"loc": ["batch"], "msg": "must be an array"}],
-            )
+        if wire is not None:
+            messages = [bytes(raw) for raw in wire.batch]
+            parts: dict[str, Any] = {"sentAt": wire.sentAt}
+            try:
+                for part in ("context", "integrations"):
+                    # Read as the messages' own objects are, so numbers mean the same.
+                    parts[part] = orjson.loads(bytes(getattr(wire, part)))
+            except orjson.JSONDecodeError as exc:
+                metrics.rejected.labels("malformed-json").inc()
+                return _problem(400, "Malformed JSON", f"The batch's {part} is not valid: {exc}.")
+        else:
+            found = payload.get("batch")
+            if not isinstance(found, list):
+                metrics.rejected.labels("invalid").inc()
+                return _problem(
+                    400,
+                    "Invalid batch",
+                    "A batch needs a `batch` array of messages.",
+                    [{"loc": ["batch"], "msg": "must be an array"}],
+                )
+            messages = found
+            parts = payload
         if not messages:
             metrics.rejected.labels("invalid").inc()
             return _problem(
@@ -232,7 +266,7 @@ async def ingest(request: Request, forced_type: str | None) -> Response:
                 [{"loc": ["batch"], "msg": f"at most {limits.max_batch_messages} messages"}],
             )
         for part in ("context", "integrations"):
-            value = payload.get(part)
+            value = parts.get(part)
             if value is not None and not isinstance(value, dict):
                 metrics.rejected.labels("invalid").inc()
                 return _problem(
@@ -241,9 +275,9 @@ async def ingest(request: Request, forced_type: str | None) -> Response:
                     f"The batch's {part} must be a JSON object.",
                     [{"loc": [part], "msg": "must be a JSON object"}],
                 )
-        envelope.context = payload.get("context") or None
-        envelope.integrations = payload.get("integrations") or None
-        envelope.sent_at = payload.get("sentAt")
+        envelope.context = parts.get("context") or None
+        envelope.integrations = parts.get("integrations") or None
+        envelope.sent_at = parts.get("sentAt")
     else:
         payload.pop("writeKey", None)
         # The endpoint names the type: keep it with the message, so that a failed message
@@ -266,7 +300,11 @@ async def ingest(request: Request, forced_type: str | None) -> Response:
     rejected: list[dict[str, Any]] = []
     reasons: list[str | None] = []
     for index, message in enumerate(messages):
-        row, problems = normalise(message, envelope, limits, forced_type)
+        if isinstance(message, bytes):
+            row, problems, decoded = normalise_raw(message, envelope, limits, forced_type)
+        else:
+            row, problems = normalise(message, envelope, limits, forced_type)
+            decoded = message
         if row is not None:
             rows.append(row)
             reasons.append(None)
@@ -275,7 +313,9 @@ async def ingest(request: Request, forced_type: str | None) -> Response:
         reasons.append(reason)
         prefix: list[str | int] = ["batch", index] if batch else []
         errors = [{"loc": [*prefix, *p.loc], "msg": p.msg} for p in problems]
-        failed.append(FailedRow(auth.source_id, received_at, reason, errors, message))
+        if decoded is None and isinstance(message, bytes):
+            decoded = message.decode("utf-8", "replace")
+        failed.append(FailedRow(auth.source_id, received_at, reason, errors, decoded))
         rejected.append({"index": index, "reason": reason, "errors": errors})
     if rejected:
         metrics.rejected.labels("invalid").inc(len(rejected))
@@ -284,7 +324,9 @@ async def ingest(request: Request, forced_type: str | None) -> Response:
     except StoreUnavailable as exc:
         metrics.rejected.labels("store-unavailable").inc(len(messages))
         return _problem(503, "Store unavailable", str(exc), headers={"Retry-After": "1"})
-    _record_debug(state, auth.source_id, received_at, messages, reasons, result.duplicate_flags)
+    _record_debug(
+        state, auth.source_id, received_at, messages, reasons, rows, result.duplicate_flags
+    )
     if not rows:
         errors = [e for r in rejected for e in r["errors"]]
         return _problem(
@@ -307,18 +349,23 @@ def _record_debug(
     received_at: datetime,
     messages: list[Any],
     reasons: list[str | None],
+    rows: list[Any],
     duplicates: list[bool],
 ) -> None:
     """Show the request's messages in the live debugger (only as many as its ring holds)."""
     debugger = state.collector.debugger
     start = max(0, len(messages) - debugger.capacity)
-    repeated = iter(duplicates)
+    accepted = iter(zip(rows, duplicates, strict=True))
+    outcomes: list[tuple[str, Any, str | None, str | None]] = []
     for offset, (message, reason) in enumerate(zip(messages, reasons, strict=True)):
-        duplicate = next(repeated) if reason is None else False
-        if offset < start:
-            continue
-        outcome = "rejected" if reason else ("duplicate" if duplicate else "accepted")
-        debugger.record(source_id, received_at, outcome, message, reason)
+        if reason is None:
+            row, duplicate = next(accepted)
+            if offset >= start:
+                status = "duplicate" if duplicate else "accepted"
+                outcomes.append((status, message, None, row[5]))
+        elif offset >= start:
+            outcomes.append(("rejected", message, reason, None))
+    debugger.record_many(source_id, received_at, outcomes)
 
 
 def _tracking_endpoint(kind: str | None, summary: str) -> Any:
@@ -336,6 +383,27 @@ for _kind in MESSAGE_TYPES:
         methods=["POST"],
         name=f"tracking_{_kind}",
         openapi_extra=_TRACKING_DOC,
+        response_class=Response,
+    )
+# analytics.js (analytics-next) posts to one-letter paths under its API host.
+_SHORT_PATHS: tuple[tuple[str, str | None], ...] = (
+    ("i", "identify"),
+    ("t", "track"),
+    ("p", "page"),
+    ("s", "screen"),
+    ("g", "group"),
+    ("a", "alias"),
+    ("b", None),
+)
+for _short, _short_kind in _SHORT_PATHS:
+    tracking_router.add_api_route(
+        f"/{_short}",
+        _tracking_endpoint(
+            _short_kind, f"analytics.js's short path for `{_short_kind or 'batch'}`."
+        ),
+        methods=["POST"],
+        name=f"tracking_short_{_short}",
+        include_in_schema=False,
         response_class=Response,
     )
 for _path in ("batch", "import"):

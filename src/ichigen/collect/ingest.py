@@ -21,6 +21,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import numpy as np
+import orjson
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
 from ichigen.collect.messages import EventRow
@@ -140,11 +141,15 @@ def _label(value: Any) -> str | None:
 
 
 class Debugger:
-    """The last messages of each source, in memory, for the live debugger."""
+    """The last messages of each source, in memory, for the live debugger.
+
+    Recording is on the ingestion path, so it keeps only a small tuple per message (the
+    message possibly still as raw JSON); entries are built when someone reads them.
+    """
 
     def __init__(self, size: int) -> None:
         self._size = size
-        self._rings: dict[int, deque[DebugEntry]] = {}
+        self._rings: dict[int, deque[tuple[Any, ...]]] = {}
         self._seq = itertools.count(1)
         self._lock = threading.Lock()
 
@@ -159,30 +164,52 @@ class Debugger:
         status: str,
         message: Any,
         reason: str | None = None,
+        message_id: str | None = None,
     ) -> None:
-        is_dict = isinstance(message, dict)
-        entry = DebugEntry(
-            seq=next(self._seq),
-            received_at=received_at,
-            status=status,
-            type=_label(message.get("type")) if is_dict else None,
-            event=_label(message.get("event") or message.get("name")) if is_dict else None,
-            message_id=_label(message.get("messageId")) if is_dict else None,
-            reason=reason,
-            payload=message,
-        )
+        """One message (a decoded object, or its raw JSON bytes) and what became of it."""
+        self.record_many(source_id, received_at, [(status, message, reason, message_id)])
+
+    def record_many(
+        self,
+        source_id: int,
+        received_at: datetime,
+        outcomes: Sequence[tuple[str, Any, str | None, str | None]],
+    ) -> None:
+        """Several messages of one request: (status, message, reason, assigned message id)."""
         with self._lock:
             ring = self._rings.get(source_id)
             if ring is None:
                 ring = self._rings[source_id] = deque(maxlen=self._size)
-            ring.append(entry)
+            seq = self._seq
+            for outcome in outcomes[-self._size :]:
+                ring.append((next(seq), received_at, *outcome))
+
+    @staticmethod
+    def _entry(item: tuple[Any, ...]) -> DebugEntry:
+        seq, received_at, status, message, reason, message_id = item
+        if isinstance(message, bytes):
+            try:
+                message = orjson.loads(message)
+            except orjson.JSONDecodeError:
+                message = message.decode("utf-8", "replace")
+        is_dict = isinstance(message, dict)
+        return DebugEntry(
+            seq=seq,
+            received_at=received_at,
+            status=status,
+            type=_label(message.get("type")) if is_dict else None,
+            event=_label(message.get("event") or message.get("name")) if is_dict else None,
+            message_id=message_id or (_label(message.get("messageId")) if is_dict else None),
+            reason=reason,
+            payload=message,
+        )
 
     def since(self, source_id: int, after: int = 0, limit: int = 100) -> list[DebugEntry]:
         """Entries newer than sequence number ``after``, newest first."""
         with self._lock:
             ring = list(self._rings.get(source_id, ()))
-        newer = [e for e in reversed(ring) if e.seq > after]
-        return newer[:limit]
+        newer = [item for item in reversed(ring) if item[0] > after][:limit]
+        return [self._entry(item) for item in newer]
 
 
 class CollectMetrics:

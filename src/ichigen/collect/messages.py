@@ -7,13 +7,14 @@ the event store's column order; each invalid one a list of problems with a field
 
 from __future__ import annotations
 
-import hashlib
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Literal
 
+import msgspec
 import orjson
+import xxhash
 
 MESSAGE_TYPES = ("identify", "track", "page", "screen", "group", "alias")
 _TYPES = frozenset(MESSAGE_TYPES)
@@ -76,12 +77,14 @@ class Envelope:
     context: dict[str, Any] | None = None
     integrations: dict[str, Any] | None = None
     sent_at: Any = None
+    #: ``sent_at`` parsed, once per batch (the fast path's; unset until needed)
+    parsed_sent_at: datetime | None = None
 
 
 def message_hash(source_id: int, message_id: str) -> int:
-    """A stable 64-bit key of (source, messageId) for de-duplication."""
-    digest = hashlib.blake2b(f"{source_id}\x00{message_id}".encode(), digest_size=8).digest()
-    return int.from_bytes(digest, "little", signed=True)
+    """A stable 64-bit key of (source, messageId) for de-duplication (XXH3, signed)."""
+    key = xxhash.xxh3_64_intdigest(f"{source_id}\x00{message_id}".encode())
+    return key - (1 << 64) if key >= 1 << 63 else key
 
 
 def parse_time(value: Any) -> datetime | None:
@@ -288,3 +291,198 @@ def summarise(problems: list[Problem]) -> str:
         where = ".".join(str(p) for p in problem.loc)
         parts.append(f"{where}: {problem.msg}" if where else problem.msg)
     return "; ".join(parts)
+
+
+# ----------------------------------------------------------------------------- the fast path
+
+_NULL = msgspec.Raw(b"null")
+
+
+class _Wire(msgspec.Struct):
+    """A message as sent, decoded without building its nested objects."""
+
+    type: Any = None
+    userId: Any = None
+    anonymousId: Any = None
+    messageId: Any = None
+    event: Any = None
+    name: Any = None
+    category: Any = None
+    groupId: Any = None
+    previousId: Any = None
+    timestamp: Any = None
+    originalTimestamp: Any = None
+    sentAt: Any = msgspec.UNSET
+    properties: msgspec.Raw = _NULL
+    traits: msgspec.Raw = _NULL
+    context: msgspec.Raw = _NULL
+    integrations: msgspec.Raw = _NULL
+
+
+class WireBatch(msgspec.Struct):
+    """A batch body as sent: its messages stay raw JSON until each is checked."""
+
+    batch: list[msgspec.Raw]
+    context: msgspec.Raw = _NULL
+    integrations: msgspec.Raw = _NULL
+    sentAt: Any = None
+    writeKey: Any = None
+
+
+_decode_message = msgspec.json.Decoder(_Wire).decode
+decode_batch = msgspec.json.Decoder(WireBatch).decode
+
+
+def _fast_id(value: Any, limit: int = MAX_ID_CHARS) -> str | Literal[False] | None:
+    """An identifier as text (None when absent or empty), or False when it is not valid."""
+    if value is None:
+        return None
+    kind = type(value)
+    if kind is str:
+        if len(value) > limit:
+            return False
+        return value or None
+    if kind is int and not -(1 << 63) <= value < 1 << 64:
+        return False  # read as a float by the full check, as JSON readers commonly do
+    if kind is int or kind is float:
+        text = str(value)
+        return text if len(text) <= limit else False
+    return False
+
+
+def _fast_object(raw: msgspec.Raw) -> bytes | Literal[False] | None:
+    """An object's JSON text (None when null or empty), or False when it is not an object."""
+    data = bytes(raw)
+    if data == b"null":
+        return None
+    if data[:1] != b"{":
+        return False
+    if len(data) < 8 and data.replace(b" ", b"") == b"{}":
+        return None
+    return data
+
+
+def normalise_raw(
+    raw: bytes, envelope: Envelope, limits: Limits, forced_type: str | None = None
+) -> tuple[EventRow | None, list[Problem], Any]:
+    """``normalise`` for a message still in JSON: the row, the problems, and the decoded
+    message when it had to be decoded (None otherwise).
+
+    Well-formed messages — nearly all of them — are checked straight from the JSON, their
+    objects kept as the client sent them; anything unusual (a problem, a merge of context or
+    traits, consent, an escaped surrogate) goes through ``normalise``, which has the last
+    word and the error messages.
+    """
+    row = _fast_row(raw, envelope, limits, forced_type)
+    if row is not None:
+        return row, [], None
+    try:
+        message = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        return None, [Problem((), f"the message is not valid JSON: {exc}")], None
+    if forced_type is not None and isinstance(message, dict):
+        message.pop("writeKey", None)
+        # The endpoint names the type: keep it with the message, so that a failed message
+        # replayed later (from the failed events) is read as the same call.
+        message["type"] = forced_type
+    made, problems = normalise(message, envelope, limits, forced_type)
+    return made, problems, message
+
+
+def _fast_row(
+    raw: bytes, envelope: Envelope, limits: Limits, forced_type: str | None
+) -> EventRow | None:
+    if len(raw) > limits.max_message_bytes or b"\\ud" in raw or b"\\uD" in raw:
+        return None
+    if envelope.context or envelope.integrations:
+        return None
+    try:
+        message = _decode_message(raw)
+    except (msgspec.DecodeError, RecursionError):
+        return None
+    kind = forced_type or message.type
+    if type(kind) is not str or kind not in _TYPES:
+        return None
+    user_id = _fast_id(message.userId)
+    anonymous_id = _fast_id(message.anonymousId)
+    if user_id is False or anonymous_id is False or (user_id is None and anonymous_id is None):
+        return None
+    message_id = _fast_id(message.messageId, MAX_MESSAGE_ID_CHARS)
+    if message_id is False:
+        return None
+    event = name = category = group_id = previous_id = None
+    if kind == "track":
+        event = message.event
+        if type(event) is not str or not event or len(event) > MAX_NAME_CHARS:
+            return None
+    elif kind == "page" or kind == "screen":
+        name, category = message.name, message.category
+        for text in (name, category):
+            if text is not None and (type(text) is not str or len(text) > MAX_NAME_CHARS):
+                return None
+    elif kind == "group":
+        group_id = _fast_id(message.groupId)
+        if not group_id:
+            return None
+    elif kind == "alias":
+        previous_id = _fast_id(message.previousId)
+        if not previous_id:
+            return None
+    properties = _fast_object(message.properties)
+    traits = _fast_object(message.traits)
+    context = _fast_object(message.context)
+    integrations = _fast_object(message.integrations)
+    if properties is False or traits is False or context is False or integrations is False:
+        return None
+    if context is not None and (b'"traits"' in context or b'"consent' in context):
+        return None
+    try:
+        client_time = None if message.timestamp is None else parse_time(message.timestamp)
+        original = (
+            None if message.originalTimestamp is None else parse_time(message.originalTimestamp)
+        )
+        sent = message.sentAt
+        if sent is msgspec.UNSET:
+            if envelope.sent_at is None:
+                sent_at = None
+            else:
+                if envelope.parsed_sent_at is None:
+                    envelope.parsed_sent_at = parse_time(envelope.sent_at)
+                sent_at = envelope.parsed_sent_at
+        else:
+            sent_at = None if sent is None else parse_time(sent)
+        received_at = envelope.received_at
+        happened = original or client_time
+        if happened is None:
+            timestamp = received_at
+        elif sent_at is not None:
+            timestamp = received_at - (sent_at - happened)
+        else:
+            timestamp = happened
+    except (ValueError, OverflowError):
+        return None
+    if message_id is None:
+        message_id = str(uuid.uuid4())
+    return (
+        envelope.source_id,
+        kind,
+        event,
+        name,
+        category,
+        message_id,
+        message_hash(envelope.source_id, message_id),
+        user_id,
+        anonymous_id,
+        group_id,
+        previous_id,
+        None,
+        timestamp,
+        happened,
+        sent_at,
+        received_at,
+        properties,
+        traits,
+        context,
+        integrations,
+        None,
+    )

@@ -230,12 +230,16 @@ class DuckDBEventStore:
 
     def append(self, rows: Sequence[EventRow], failed: Sequence[FailedRow]) -> None:
         """Write accepted events and failed messages in one transaction (durable on return)."""
+        self.append_table(rows_to_arrow(rows) if rows else None, failed)
+
+    def append_table(self, table: pa.Table | None, failed: Sequence[FailedRow]) -> None:
+        """``append`` for rows already in an Arrow table of ``EVENT_SCHEMA``."""
         with self._write_lock:
             con = self._con
             con.execute("BEGIN")
             try:
-                if rows:
-                    con.register("incoming_events", rows_to_arrow(rows))
+                if table is not None and table.num_rows:
+                    con.register("incoming_events", table)
                     try:
                         con.execute(_INSERT_EVENTS)
                     finally:

@@ -53,6 +53,11 @@ class Settings(BaseSettings):
     event_store_path: Path | None = Field(
         default=None, description="DuckDB event store file; `events.duckdb` in the data dir."
     )
+    event_store_process: bool = Field(
+        default=True,
+        description="Serve the embedded event store from a process of its own, so that its "
+        "writes do not wait for the server's interpreter lock (false: in the server's process).",
+    )
     event_store_memory_limit: str = Field(
         default="4GB", description="Memory the embedded event store may use (DuckDB syntax)."
     )

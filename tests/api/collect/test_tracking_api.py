@@ -1011,3 +1011,24 @@ def test_metrics_count_received_accepted_rejected_and_deduplicated(api: Api) -> 
     text = api.get("/metrics").text
     assert "ichigen_collect_commit_seconds_bucket" in text
     assert 'ichigen_collect_request_messages_bucket{le="5.0"} 1.0' in text
+
+
+def test_analytics_js_short_paths_are_served(api: Api) -> None:
+    """analytics.js posts to /v1/t, /v1/p, … with the key in the body, as text/plain."""
+    created = api.post("/api/v1/sources", as_=api.admin, json={"name": "Browser"}).json()
+    key = created["write_key"]
+    for path, body in (
+        ("/v1/t", {"userId": "u", "event": "Clicked"}),
+        ("/v1/p", {"anonymousId": "a", "name": "Home"}),
+        ("/v1/b", {"batch": [{"type": "identify", "userId": "u", "traits": {"x": 1}}]}),
+    ):
+        response = api.post(
+            path,
+            content=orjson.dumps({**body, "writeKey": key}),
+            headers={"Content-Type": "text/plain"},
+        )
+        assert response.status_code == 200, (path, response.text)
+    stored = api.get("/api/v1/events", as_=api.admin, params={"source_id": created["id"]}).json()[
+        "items"
+    ]
+    assert sorted(e["type"] for e in stored) == ["identify", "page", "track"]
