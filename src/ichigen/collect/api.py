@@ -14,6 +14,7 @@ import msgspec
 import orjson
 from fastapi import APIRouter, File, Form, Query, Request, Response, UploadFile, status
 from fastapi.responses import JSONResponse
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from ichigen.auth.permissions import require
 from ichigen.collect import imports, service
@@ -150,6 +151,18 @@ def _gunzip(body: bytes, limit: int) -> bytes | None:
         return None
 
 
+async def _read_body(request: Request, limit: int) -> bytes:
+    """The body, but no more than ``limit + 1`` bytes of it (enough to know it is too big)."""
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        chunks.append(chunk)
+        size += len(chunk)
+        if size > limit:
+            break
+    return b"".join(chunks)
+
+
 async def ingest(request: Request, forced_type: str | None) -> Response:
     """Validate, de-duplicate and store the messages of one tracking request."""
     state: CollectState | None = getattr(request.app.state, "collect", None)
@@ -167,7 +180,7 @@ async def ingest(request: Request, forced_type: str | None) -> Response:
             f"Send JSON with Content-Type application/json, not {content_type!r}.",
         )
     limit = limits.max_batch_bytes if batch else limits.max_message_bytes + 1024
-    body = await request.body()
+    body = await _read_body(request, limit)
     encoding = request.headers.get("content-encoding", "").strip().lower()
     if encoding == "gzip":
         inflated = _gunzip(body, limit)
@@ -366,6 +379,36 @@ def _record_debug(
         elif offset >= start:
             outcomes.append(("rejected", message, reason, None))
     debugger.record_many(source_id, received_at, outcomes)
+
+
+#: Tracking paths and the call each one makes (None: a batch).
+TRACKING_PATHS: dict[str, str | None] = {
+    **{f"/v1/{kind}": kind for kind in MESSAGE_TYPES},
+    "/v1/batch": None,
+    "/v1/import": None,
+}
+
+
+class TrackingFastLane:
+    """Serve the tracking endpoints before the app's router and middleware.
+
+    They are the one hot path (hundreds of requests a second, each a batch); matching them
+    against every route and running the request through each middleware cost more than
+    checking their messages. The routes stay registered for the API description and for
+    the short analytics.js paths.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["method"] == "POST":
+            path = scope["path"]
+            if path in TRACKING_PATHS:
+                response = await ingest(Request(scope, receive), TRACKING_PATHS[path])
+                await response(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
 
 
 def _tracking_endpoint(kind: str | None, summary: str) -> Any:

@@ -22,10 +22,11 @@ from typing import Any
 
 import numpy as np
 import orjson
+import pyarrow as pa
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
 from ichigen.collect.messages import EventRow
-from ichigen.collect.store import EventStore, FailedRow
+from ichigen.collect.store import EventStore, FailedRow, rows_to_arrow
 from ichigen.core.clock import utcnow
 
 _HASH = 6  # index of message_hash in an EventRow
@@ -287,7 +288,9 @@ class _Ticket:
 
 @dataclass(slots=True)
 class _Pending:
-    rows: Sequence[EventRow]
+    #: the new rows as one Arrow table (built by the caller, not by the busy writer)
+    table: pa.Table | None
+    keys: list[int]
     failed: Sequence[FailedRow]
     ticket: _Ticket
 
@@ -342,6 +345,8 @@ class Collector:
         at once would acknowledge an event that a crash could still lose.
         """
         keys = [row[_HASH] for row in rows]
+        own: _Ticket | None = None
+        fresh_keys: list[int] = []
         with self._lock:
             fresh_flags = self.seen.reserve(keys)
             fresh = [row for row, new in zip(rows, fresh_flags, strict=True) if new]
@@ -352,10 +357,15 @@ class Collector:
                     waits[id(ticket)] = ticket
             if not self.discard and (fresh or failed):
                 own = _Ticket()
-                for row in fresh:
-                    self._inflight[row[_HASH]] = own
+                fresh_keys = [row[_HASH] for row in fresh]
+                for key in fresh_keys:
+                    self._inflight[key] = own
                 waits[id(own)] = own
-                self._queue.put(_Pending(fresh, failed, own))
+        if own is not None:
+            # Outside the lock: the conversion is the costly part, and only this caller
+            # holds these rows. Until the write is queued, repeats wait on its ticket.
+            table = rows_to_arrow(fresh) if fresh else None
+            self._queue.put(_Pending(table, fresh_keys, failed, own))
         duplicates = len(rows) - len(fresh)
         if duplicates:
             self.metrics.deduplicated.inc(duplicates)
@@ -387,7 +397,7 @@ class Collector:
             if first is None:
                 return
             group = [first]
-            size = len(first.rows)
+            size = len(first.keys)
             stop = False
             while size < self.MAX_GROUP:
                 try:
@@ -398,21 +408,21 @@ class Collector:
                     stop = True
                     break
                 group.append(more)
-                size += len(more.rows)
-            rows: list[EventRow] = []
+                size += len(more.keys)
+            tables = [pending.table for pending in group if pending.table is not None]
             failed: list[FailedRow] = []
+            keys: list[int] = []
             for pending in group:
-                rows.extend(pending.rows)
                 failed.extend(pending.failed)
+                keys.extend(pending.keys)
             started = time.perf_counter()
             error: BaseException | None = None
             try:
-                self.store.append(rows, failed)
+                self.store.append_table(pa.concat_tables(tables) if tables else None, failed)
             except Exception as exc:  # every waiting request must hear about it
                 error = StoreUnavailable(f"the event store could not write: {exc}")
             self.metrics.commit_seconds.observe(time.perf_counter() - started)
-            self.metrics.commit_size.observe(len(rows))
-            keys = [row[_HASH] for row in rows]
+            self.metrics.commit_size.observe(len(keys))
             with self._lock:
                 if error is not None:
                     # Not stored: a retry must be taken as new, not as a repeat.
@@ -420,7 +430,7 @@ class Collector:
                 for key in keys:
                     self._inflight.pop(key, None)
             if error is None:
-                self.metrics.accepted.inc(len(rows))
+                self.metrics.accepted.inc(len(keys))
             for pending in group:
                 pending.ticket.finish(error)
             if stop:

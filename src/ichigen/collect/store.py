@@ -157,6 +157,8 @@ class EventStore(Protocol):
 
     def append(self, rows: Sequence[EventRow], failed: Sequence[FailedRow]) -> None: ...
 
+    def append_table(self, table: pa.Table | None, failed: Sequence[FailedRow]) -> None: ...
+
     def message_hashes(self) -> np.ndarray[Any, np.dtype[np.int64]]: ...
 
     def find(self, where: EventFilter, limit: int) -> EventPage: ...
@@ -220,6 +222,9 @@ class DuckDBEventStore:
                 "`ichigen serve`?). Stop it, or send the data through the API."
             ) from exc
         self._con.execute("SET TimeZone = 'UTC'")
+        # A checkpoint every 16 MB of log (the default) came about once a second under load
+        # and cost more than the commits between; fewer, larger ones (bench/ingest.py).
+        self._con.execute("SET checkpoint_threshold = '256MB'")
         for statement in _DDL:
             self._con.execute(statement)
         self._write_lock = threading.Lock()

@@ -158,7 +158,10 @@ class ProcessEventStore:
             raise EventStoreError(detail)
 
     def append(self, rows: Sequence[EventRow], failed: Sequence[FailedRow]) -> None:
-        data = _to_ipc(rows_to_arrow(rows)) if rows else b""
+        self.append_table(rows_to_arrow(rows) if rows else None, failed)
+
+    def append_table(self, table: pa.Table | None, failed: Sequence[FailedRow]) -> None:
+        data = _to_ipc(table) if table is not None and table.num_rows else b""
         with self._write_lock:
             self._writes.send((data, list(failed)))
             error = self._writes.recv()

@@ -17,7 +17,7 @@ from sqlalchemy import text
 
 from ichigen import __version__
 from ichigen.collect import service as collect_service
-from ichigen.collect.api import CollectState, limits_from, tracking_router
+from ichigen.collect.api import CollectState, TrackingFastLane, limits_from, tracking_router
 from ichigen.collect.ingest import CollectMetrics, Collector
 from ichigen.collect.store import DuckDBEventStore, EventStore
 from ichigen.collect.store_process import ProcessEventStore
@@ -148,4 +148,5 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
 
     app.add_middleware(MetricsMiddleware, metrics=metrics)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    app.add_middleware(TrackingFastLane)
     return app

@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
 import pytest
 
 from ichigen.collect.ingest import Collector, SeenMessages, StoreUnavailable
@@ -159,12 +160,12 @@ class GatedStore(DuckDBEventStore):
         self.entered = threading.Event()
         self.fail = False
 
-    def append(self, rows: Sequence[EventRow], failed: Sequence[FailedRow]) -> None:
+    def append_table(self, table: pa.Table | None, failed: Sequence[FailedRow]) -> None:
         self.entered.set()
         self.gate.wait(timeout=10)
         if self.fail:
             raise OSError("disk full")
-        super().append(rows, failed)
+        super().append_table(table, failed)
 
 
 def test_a_repeat_of_a_message_being_written_waits_for_that_write(tmp_path: Path) -> None:
