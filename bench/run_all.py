@@ -3,9 +3,11 @@
 1. ``bench.load_crm``: the 1M-contact stores on SQLite and PostgreSQL (built once, then reused);
 2. ``bench.http_api``: list, quick search and get-by-id through the HTTP API, 8 clients,
    against the no-op baseline, on both engines;
-3. ``bench.csv_import``: contacts CSV import throughput on SQLite.
+3. ``bench.csv_import``: contacts CSV import throughput on SQLite;
+4. ``bench.ingest`` and ``bench.event_lookup``: durable event ingest through ``/v1/batch``
+   against the same endpoint with the store skipped, and one person's events out of 100M.
 
-    python -m bench.run_all [--quick] [--skip-postgres]
+    python -m bench.run_all [--quick] [--skip-postgres] [--skip-crm | --skip-collect]
 
 ``--quick`` shortens the runs (3 rounds of 3 s, import runs of 20,000 rows and no 1M run) for
 a first look; the budgets are judged on the full runs.
@@ -14,6 +16,8 @@ a first look; the budgets are judged on the full runs.
 from __future__ import annotations
 
 import argparse
+import subprocess
+import sys
 import time
 from typing import Any
 
@@ -93,11 +97,22 @@ def _postgres_reachable() -> bool:
         engine.dispose()
 
 
+def collect_benchmarks(quick: bool) -> None:
+    """Durable ingest through /v1/batch, and one person's events out of 100M (issue budgets)."""
+    ingest = ["--rounds", "1", "--seconds", "20", "--baseline-seconds", "10"] if quick else []
+    lookup = ["--events", "10000000", "--rounds", "1"] if quick else []
+    for module, extra in (("bench.ingest", ingest), ("bench.event_lookup", lookup)):
+        print(f"\n== {module}", flush=True)
+        subprocess.run([sys.executable, "-m", module, *extra], check=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="shorter runs, for a first look")
     parser.add_argument("--skip-postgres", action="store_true")
     parser.add_argument("--skip-import", action="store_true")
+    parser.add_argument("--skip-crm", action="store_true", help="only the collect benchmarks")
+    parser.add_argument("--skip-collect", action="store_true")
     parser.add_argument(
         "--workers",
         default="1,2",
@@ -107,6 +122,10 @@ def main() -> None:
     started = time.perf_counter()
     rounds, seconds = (3, 3.0) if args.quick else (5, 5.0)
 
+    if not args.skip_collect:
+        collect_benchmarks(args.quick)
+    if args.skip_crm:
+        return
     print("== record stores (built once, then reused)")
     stores = [sqlite_store()]
     if not args.skip_postgres and _postgres_reachable():

@@ -27,6 +27,11 @@ from ichigen.core.settings import Settings
 
 import_all_models()
 PG_URL = os.environ.get("ICHIGEN_TEST_POSTGRES_URL")
+# In-process apps keep the event store in their own process: API tests build several apps on
+# one data dir, which share one embedded store there, while a store process per app would
+# find the file taken. Live servers (tests/e2e) run the store process as production does,
+# and tests/integration/collect tests it directly.
+os.environ.setdefault("ICHIGEN_EVENT_STORE_PROCESS", "false")
 ENGINES = ["sqlite", "postgresql"]
 
 

@@ -33,28 +33,35 @@ _HASH = 6  # index of message_hash in an EventRow
 
 
 class SeenMessages:
-    """Message keys already stored: a sorted array loaded at start plus a set of new ones.
+    """Message keys already stored: a sorted array loaded at start plus sets of new ones.
 
     The keys are 64-bit hashes of (source, messageId); a set of a hundred million Python
-    strings would not fit, a sorted array of their hashes takes 8 bytes each.
+    strings would not fit, a sorted array of their hashes takes 8 bytes each. New keys go to a
+    set; when it is large, a background thread merges it into a new array (the merge of a
+    large array takes seconds, which ingestion must not wait for) while lookups consult the
+    set being merged as well.
     """
 
     def __init__(self, stored: np.ndarray[Any, np.dtype[np.int64]], fold_at: int = 2_000_000):
         self._base = stored
         self._recent: set[int] = set()
+        self._folding: set[int] = set()
         self._fold_at = fold_at
         self._lock = threading.Lock()
+        self._folder: threading.Thread | None = None
 
     def __len__(self) -> int:
-        return len(self._base) + len(self._recent)
+        with self._lock:
+            return len(self._base) + len(self._recent) + len(self._folding)
 
     def _in_base(self, keys: list[int]) -> list[bool]:
-        if len(self._base) == 0:
+        base = self._base
+        if len(base) == 0:
             return [False] * len(keys)
         probe = np.asarray(keys, dtype=np.int64)
-        at = np.searchsorted(self._base, probe)
-        at[at == len(self._base)] = 0
-        hits: list[bool] = (self._base[at] == probe).tolist()
+        at = np.searchsorted(base, probe)
+        at[at == len(base)] = 0
+        hits: list[bool] = (base[at] == probe).tolist()
         return hits
 
     def reserve(self, keys: list[int]) -> list[bool]:
@@ -63,18 +70,24 @@ class SeenMessages:
             in_base = self._in_base(keys)
             fresh: list[bool] = []
             recent = self._recent
+            folding = self._folding
             for key, stored in zip(keys, in_base, strict=True):
-                if stored or key in recent:
+                if stored or key in recent or key in folding:
                     fresh.append(False)
                 else:
                     recent.add(key)
                     fresh.append(True)
-            if len(recent) >= self._fold_at:
-                self._fold()
+            if len(recent) >= self._fold_at and not self._folding:
+                self._folding, self._recent = recent, set()
+                self._folder = threading.Thread(
+                    target=self._fold, name="message-keys-fold", daemon=True
+                )
+                self._folder.start()
             return fresh
 
     def release(self, keys: Sequence[int]) -> None:
         """Forget keys whose write failed, so a retry is not taken for a duplicate."""
+        self.wait_for_fold()
         with self._lock:
             folded = []
             for key in keys:
@@ -86,9 +99,21 @@ class SeenMessages:
                 self._base = np.setdiff1d(self._base, np.asarray(folded, dtype=np.int64))
 
     def _fold(self) -> None:
-        added = np.fromiter(self._recent, dtype=np.int64, count=len(self._recent))
-        self._base = np.union1d(self._base, added)
-        self._recent = set()
+        added = np.fromiter(self._folding, dtype=np.int64, count=len(self._folding))
+        added.sort()
+        base = self._base
+        merged = np.insert(base, np.searchsorted(base, added), added)
+        with self._lock:
+            if self._base is not base:  # a release changed the array meanwhile (rare)
+                merged = np.union1d(self._base, added)
+            self._base = merged
+            self._folding = set()
+
+    def wait_for_fold(self) -> None:
+        """Let a merge in progress finish (for a release, and for tests)."""
+        folder = self._folder
+        if folder is not None:
+            folder.join()
 
 
 class RateLimiter:

@@ -83,7 +83,7 @@ class Envelope:
 
 def message_hash(source_id: int, message_id: str) -> int:
     """A stable 64-bit key of (source, messageId) for de-duplication (XXH3, signed)."""
-    key = xxhash.xxh3_64_intdigest(f"{source_id}\x00{message_id}".encode())
+    key = xxhash.xxh3_64_intdigest(message_id.encode(), source_id)
     return key - (1 << 64) if key >= 1 << 63 else key
 
 

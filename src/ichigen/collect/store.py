@@ -194,13 +194,21 @@ def from_micros(micros: int | None) -> datetime | None:
     return None if micros is None else EPOCH + timedelta(microseconds=micros)
 
 
+#: Columns that are often the same for every row of a request (one source, one arrival).
+_OFTEN_CONSTANT = frozenset({EVENT_COLUMNS.index("source_id"), EVENT_COLUMNS.index("received_at")})
+
+
 def rows_to_arrow(rows: Sequence[EventRow]) -> pa.Table:
     """Event rows (tuples in ``EVENT_COLUMNS`` order) as one Arrow table."""
     columns = list(zip(*rows, strict=True)) if rows else [() for _ in EVENT_COLUMNS]
-    return pa.Table.from_arrays(
-        [pa.array(column, type=EVENT_SCHEMA.field(i).type) for i, column in enumerate(columns)],
-        schema=EVENT_SCHEMA,
-    )
+    arrays = []
+    for index, column in enumerate(columns):
+        kind = EVENT_SCHEMA.field(index).type
+        if index in _OFTEN_CONSTANT and column and column.count(column[0]) == len(column):
+            arrays.append(pa.repeat(pa.scalar(column[0], type=kind), len(column)))
+        else:
+            arrays.append(pa.array(column, type=kind))
+    return pa.Table.from_arrays(arrays, schema=EVENT_SCHEMA)
 
 
 class DuckDBEventStore:
@@ -210,7 +218,7 @@ class DuckDBEventStore:
     their own cursors, concurrently with writes, each seeing the last committed state.
     """
 
-    def __init__(self, path: Path | str, *, memory_limit: str = "4GB") -> None:
+    def __init__(self, path: Path | str, *, memory_limit: str = "50%") -> None:
         self.path = str(path)
         if self.path != ":memory:":
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)

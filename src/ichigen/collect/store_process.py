@@ -46,19 +46,19 @@ class EventStoreError(Exception):
     """The event store process failed to do what was asked (its message says why)."""
 
 
-def _to_ipc(table: pa.Table) -> bytes:
+def _to_ipc(table: pa.Table) -> pa.Buffer:
     sink = pa.BufferOutputStream()
     with ipc.new_stream(sink, table.schema) as writer:
         writer.write_table(table)
-    return bytes(sink.getvalue())
+    return sink.getvalue()
 
 
 def _from_ipc(data: bytes) -> pa.Table:
-    return ipc.open_stream(data).read_all()
+    return ipc.open_stream(pa.py_buffer(data)).read_all()
 
 
-def _open(path: str, memory_limit: str) -> DuckDBEventStore:
-    deadline = time.monotonic() + OPEN_WAIT_SECONDS
+def _open(path: str, memory_limit: str, wait: float) -> DuckDBEventStore:
+    deadline = time.monotonic() + wait
     while True:
         try:
             return DuckDBEventStore(path, memory_limit=memory_limit)
@@ -71,10 +71,10 @@ def _open(path: str, memory_limit: str) -> DuckDBEventStore:
 def _serve_writes(store: DuckDBEventStore, conn: Connection, done: threading.Event) -> None:
     try:
         while True:
-            request = conn.recv()
-            if request is None:
+            failed = conn.recv()
+            if failed is None:
                 break
-            data, failed = request
+            data = conn.recv_bytes()
             try:
                 store.append_table(_from_ipc(data) if data else None, failed)
                 conn.send(None)
@@ -86,10 +86,12 @@ def _serve_writes(store: DuckDBEventStore, conn: Connection, done: threading.Eve
         done.set()
 
 
-def _serve(path: str, memory_limit: str, writes: Connection, reads: Connection) -> None:
+def _serve(
+    path: str, memory_limit: str, wait: float, writes: Connection, reads: Connection
+) -> None:
     """The child process: open the store, then answer writes and reads until told to stop."""
     try:
-        store = _open(path, memory_limit)
+        store = _open(path, memory_limit, wait)
     except Exception as exc:  # reported to the parent, which raises it there
         reads.send(("busy" if isinstance(exc, EventStoreBusy) else "error", str(exc)))
         return
@@ -134,14 +136,20 @@ class ProcessEventStore:
         }
     )
 
-    def __init__(self, path: Path | str, *, memory_limit: str = "4GB") -> None:
+    def __init__(
+        self,
+        path: Path | str,
+        *,
+        memory_limit: str = "50%",
+        open_wait: float = OPEN_WAIT_SECONDS,
+    ) -> None:
         self.path = str(path)
         context = multiprocessing.get_context("spawn")
         self._writes, child_writes = context.Pipe()
         self._reads, child_reads = context.Pipe()
         self._process = context.Process(
             target=_serve,
-            args=(self.path, memory_limit, child_writes, child_reads),
+            args=(self.path, memory_limit, open_wait, child_writes, child_reads),
             name="ichigen-event-store",
             daemon=True,
         )
@@ -163,7 +171,9 @@ class ProcessEventStore:
     def append_table(self, table: pa.Table | None, failed: Sequence[FailedRow]) -> None:
         data = _to_ipc(table) if table is not None and table.num_rows else b""
         with self._write_lock:
-            self._writes.send((data, list(failed)))
+            # The failed messages (small, pickled), then the table as raw Arrow IPC bytes.
+            self._writes.send(list(failed))
+            self._writes.send_bytes(memoryview(data))
             error = self._writes.recv()
         if error is not None:
             raise EventStoreError(error)

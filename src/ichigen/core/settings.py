@@ -59,7 +59,9 @@ class Settings(BaseSettings):
         "writes do not wait for the server's interpreter lock (false: in the server's process).",
     )
     event_store_memory_limit: str = Field(
-        default="4GB", description="Memory the embedded event store may use (DuckDB syntax)."
+        default="50%",
+        description="Memory the embedded event store may use for its cache and queries "
+        "(DuckDB syntax: `8GB`, or a share of the machine's memory such as `50%`).",
     )
     collect_max_message_bytes: int = Field(default=32 * 1024, ge=256)
     collect_max_batch_bytes: int = Field(default=500 * 1024, ge=1024)

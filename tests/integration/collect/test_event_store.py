@@ -14,7 +14,14 @@ import pytest
 
 from ichigen.collect.ingest import Collector, SeenMessages, StoreUnavailable
 from ichigen.collect.messages import Envelope, EventRow, Limits, normalise
-from ichigen.collect.store import DuckDBEventStore, EventFilter, FailedRow, read_parquet_export
+from ichigen.collect.store import (
+    DuckDBEventStore,
+    EventFilter,
+    EventStoreBusy,
+    FailedRow,
+    read_parquet_export,
+)
+from ichigen.collect.store_process import ProcessEventStore
 
 T0 = datetime(2026, 11, 1, 9, 0, tzinfo=UTC)
 
@@ -143,11 +150,13 @@ def test_failed_messages_are_kept_with_why(store: DuckDBEventStore) -> None:
 def test_seen_messages_fold_into_the_sorted_array_and_forget_failed_writes() -> None:
     seen = SeenMessages(np.array([5, 9], dtype=np.int64), fold_at=3)
     assert seen.reserve([1, 5, 1, 2]) == [True, False, False, True]
-    assert seen.reserve([3]) == [True]  # the fourth new key folds the set into the array
+    assert seen.reserve([3]) == [True]  # the third new key starts a merge into the array
+    assert seen.reserve([1, 2, 3, 9]) == [False, False, False, False]  # during the merge too
+    seen.wait_for_fold()
     assert len(seen) == 5
-    assert seen.reserve([1, 2, 3, 9]) == [False, False, False, False]
-    seen.release([2, 3])
-    assert seen.reserve([2, 3]) == [True, True]
+    assert seen.reserve([1, 2, 3, 9, 4]) == [False, False, False, False, True]
+    seen.release([2, 3, 4])
+    assert seen.reserve([2, 3, 4]) == [True, True, True]
 
 
 class GatedStore(DuckDBEventStore):
@@ -186,7 +195,11 @@ def test_a_repeat_of_a_message_being_written_waits_for_that_write(tmp_path: Path
             store.gate.set()
             return await asyncio.gather(first, repeat, return_exceptions=True)
 
-        outcomes = asyncio.run(both())
+        # In a thread of its own: another test's browser may own this thread's event loop.
+        outcomes: list[object] = []
+        runner = threading.Thread(target=lambda: outcomes.extend(asyncio.run(both())))
+        runner.start()
+        runner.join(timeout=30)
         assert all(isinstance(o, StoreUnavailable) for o in outcomes), outcomes
         # Neither was stored, so a retry is new, not a repeat.
         store.fail = False
@@ -194,3 +207,24 @@ def test_a_repeat_of_a_message_being_written_waits_for_that_write(tmp_path: Path
         assert store.count() == 1
     finally:
         collector.close()
+
+
+def test_the_store_process_writes_reads_and_holds_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "events.duckdb"
+    store = ProcessEventStore(path)
+    try:
+        store.append([track("u1", "Viewed", m) for m in range(3)], [])
+        store.append([], [FailedRow(1, T0, "event: is required", [], {"userId": "u1"})])
+        page = store.find(EventFilter(user_id="u1"), 2)
+        assert [e["message_id"] for e in page.events] == ["u1-2", "u1-1"]
+        assert store.count() == 3 and len(store.message_hashes()) == 3
+        assert store.failed(None, None, 10, None)[0]["reason"] == "event: is required"
+        with pytest.raises(EventStoreBusy):
+            ProcessEventStore(path, open_wait=0.2)
+    finally:
+        store.close()
+    reopened = DuckDBEventStore(path)  # the child has let the file go
+    try:
+        assert reopened.count() == 3
+    finally:
+        reopened.close()
