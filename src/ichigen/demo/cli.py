@@ -17,6 +17,9 @@ from rich.progress import (
 from rich.table import Table
 
 from ichigen.cli.context import console, database, err_console
+from ichigen.collect import service as collect_service
+from ichigen.collect.schemas import SourceCreate
+from ichigen.core.audit import Actor
 from ichigen.core.errors import IchigenError
 from ichigen.demo.service import DEFAULT_SEED, DemoSummary, load_demo
 
@@ -66,10 +69,27 @@ def demo(
 
         try:
             summary = load_demo(db, size=size.value, seed=seed, progress=progress)
+            write_key = None
+            if not summary.already_loaded:
+                with db.sessionmaker() as session:
+                    write_key = collect_service.create_source(
+                        session,
+                        SourceCreate(name="Demo web shop", kind="website"),
+                        Actor.system("demo"),
+                    ).write_key
         except IchigenError as exc:
             err_console.print(f"[red]error:[/red] {exc.detail}")
             raise SystemExit(2) from None
     _print_summary(summary)
+    if write_key:
+        console.print(
+            "Event source [bold]Demo web shop[/bold] (shown once; Sources in the UI makes "
+            f"more): write key [bold]{write_key}[/bold]\n"
+            f"  curl -u '{write_key}:' -H 'Content-Type: application/json' "
+            'http://127.0.0.1:8000/v1/track -d \'{"userId": "demo-1", '
+            '"event": "Product Viewed"}\'',
+            soft_wrap=True,
+        )
 
 
 def _print_summary(summary: DemoSummary) -> None:
