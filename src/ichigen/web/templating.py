@@ -92,13 +92,18 @@ class NavItem:
     label: str
     href: str
     entity: str | None
+    #: other paths whose pages belong to this entry (highlighted there too)
+    also: tuple[str, ...] = ()
+
+    def covers(self, path: str) -> bool:
+        return any(path == p or path.startswith(p + "/") for p in (self.href, *self.also))
 
 
 #: The main navigation, in order. Later features (deals, tickets, segments) add an entry here.
 NAVIGATION: list[NavItem] = [
     NavItem("contacts", N_("Contacts"), "/contacts", "contacts"),
     NavItem("companies", N_("Companies"), "/companies", "companies"),
-    NavItem("sources", N_("Sources"), "/sources", "sources"),
+    NavItem("sources", N_("Sources"), "/sources", "sources", ("/failed-events",)),
     NavItem("settings", N_("Settings"), "/settings", None),
 ]
 

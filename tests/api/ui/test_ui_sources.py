@@ -374,6 +374,7 @@ def test_a_failed_event_is_listed_and_replayed_once_fixed(
     assert "no-id" not in listing.text
     everything = browser.get("/failed-events").text
     assert "no-id" in everything and "fix-me" in everything
+    assert 'href="/sources" aria-current="page"' in everything  # failed events sit in Sources
     failed_id = _failed_id(listing.text)
 
     detail = browser.get(f"/failed-events/{failed_id}")
