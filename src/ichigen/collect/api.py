@@ -563,6 +563,7 @@ def debugger(
     return [DebugEntryRead.model_validate(e, from_attributes=True) for e in entries]
 
 
+# Cursors name their sort; events have one fixed order (newest first), no SQL column spec.
 _EVENT_SORT = Sort("timestamp", None, True)  # type: ignore[arg-type]
 
 
@@ -618,7 +619,7 @@ def list_events(
         if next_before
         else None
     )
-    return service.event_page(items, next_cursor)
+    return EventPageRead(items=items, next_cursor=next_cursor)
 
 
 @router.get("/events/counts", response_model=list[DailyCount])
@@ -662,17 +663,12 @@ def replay_failed_event(
     Answers 422 with the problems when it is still invalid; nothing is stored then.
     """
     state = _state(request)
-    failed, row, refusal = service.prepare_replay(
-        state.collector.store, actor, failed_id, data.message, state.limits
+    _, outcome = service.replay_failed(
+        state.collector, actor, failed_id, data.message, state.limits
     )
-    if refusal is not None or row is None:
-        return JSONResponse(
-            (refusal or ReplayResult(status="rejected")).model_dump(), status_code=422
-        )
-    result = state.collector.write_sync([row], [])
-    state.collector.store.mark_replayed(failed.id, str(row[5]), utcnow())
-    outcome: Literal["accepted", "duplicate"] = "duplicate" if result.duplicates else "accepted"
-    return JSONResponse(ReplayResult(status=outcome, message_id=str(row[5])).model_dump())
+    return JSONResponse(
+        outcome.model_dump(), status_code=422 if outcome.status == "rejected" else 200
+    )
 
 
 # ----------------------------------------------------------------------------- file imports

@@ -26,7 +26,8 @@ from ichigen.collect.schemas import (
     SourceRead,
     SourceUpdate,
 )
-from ichigen.collect.store import DuckDBEventStore, EventStoreBusy, read_parquet_export
+from ichigen.collect.store import EventStore, EventStoreBusy, read_parquet_export
+from ichigen.collect.store_process import open_event_store
 from ichigen.core.audit import Actor
 from ichigen.core.errors import IchigenError, NotFound
 from ichigen.core.settings import get_settings
@@ -38,13 +39,10 @@ CLI_ACTOR = Actor.system("cli")
 
 
 @contextmanager
-def event_store() -> Iterator[DuckDBEventStore]:
+def event_store() -> Iterator[EventStore]:
     """The embedded event store, or a clear message when a running server holds it."""
-    settings = get_settings()
     try:
-        store = DuckDBEventStore(
-            settings.resolved_event_store_path(), memory_limit=settings.event_store_memory_limit
-        )
+        store = open_event_store(get_settings(), own_process=False)
     except EventStoreBusy as exc:
         err_console.print(f"[red]error:[/red] {exc}")
         raise SystemExit(2) from None

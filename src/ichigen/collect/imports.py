@@ -50,7 +50,15 @@ from ichigen.collect.store import FailedRow
 from ichigen.core.audit import Actor
 from ichigen.core.clock import utcnow
 from ichigen.core.errors import BadRequest, FieldError, ValidationFailed
-from ichigen.core.tabular import cell_text, header_key, money_amount, parse_bool, sniff_delimiter
+from ichigen.core.tabular import (
+    BOMS,
+    cell_text,
+    clean_headers,
+    header_key,
+    money_amount,
+    parse_bool,
+    sniff_delimiter,
+)
 
 #: Rows mapped, validated and written together (one collector write each).
 CHUNK_ROWS = 5000
@@ -101,13 +109,6 @@ _EXTENSIONS: dict[str, ImportFormat] = {
 _GZIP_MAGIC = b"\x1f\x8b"
 _PARQUET_MAGIC = b"PAR1"
 _SAMPLE_BYTES = 65536
-_BOMS = (
-    (codecs.BOM_UTF8, "utf-8-sig"),
-    (codecs.BOM_UTF32_LE, "utf-32"),
-    (codecs.BOM_UTF32_BE, "utf-32"),
-    (codecs.BOM_UTF16_LE, "utf-16"),
-    (codecs.BOM_UTF16_BE, "utf-16"),
-)
 _SLASH_FORMATS = ("%Y/%m/%d %H:%M:%S", "%Y/%m/%d %H:%M", "%Y/%m/%d", "%Y%m%d")
 
 Progress = Callable[[int, int], None]
@@ -517,19 +518,6 @@ def _text(stream: IO[bytes], codec: str) -> Iterator[io.TextIOWrapper]:
         text.detach()
 
 
-def _clean_headers(raw: list[str]) -> list[str]:
-    headers: list[str] = []
-    seen: set[str] = set()
-    for position, name in enumerate(raw, start=1):
-        name = name.strip().strip("\ufeff").strip() or f"column {position}"
-        unique, k = name, 2
-        while unique in seen:
-            unique, k = f"{name} ({k})", k + 1
-        seen.add(unique)
-        headers.append(unique)
-    return headers
-
-
 @dataclass
 class _CsvFile:
     stream: IO[bytes]
@@ -563,7 +551,7 @@ def _scan_csv(stream: IO[bytes]) -> _CsvFile:
             "This is a Parquet file, not CSV; import it with the format parquet.",
             "not a CSV file",
         )
-    bom = next((name for mark, name in _BOMS if head.startswith(mark)), None)
+    bom = next((name for mark, name in BOMS if head.startswith(mark)), None)
     failure: UnicodeDecodeError | None = None
     for codec in (bom,) if bom else ("utf-8", "cp932"):
         try:
@@ -606,7 +594,7 @@ def _scan_csv_as(stream: IO[bytes], codec: str, head: bytes) -> _CsvFile:
                 "malformed CSV",
                 reader.line_num,
             ) from None
-    return _CsvFile(stream, codec, delimiter, _clean_headers(header), total)
+    return _CsvFile(stream, codec, delimiter, clean_headers(header), total)
 
 
 @dataclass

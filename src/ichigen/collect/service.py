@@ -7,17 +7,17 @@ import secrets
 import threading
 import time
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Literal
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from ichigen.auth.permissions import require
-from ichigen.collect.messages import Envelope, Limits, normalise, summarise
+from ichigen.collect.ingest import Collector, StoreUnavailable
+from ichigen.collect.messages import Envelope, Limits, normalise
 from ichigen.collect.models import Source, SourceWriteKey
 from ichigen.collect.schemas import (
     DailyCount,
-    EventPageRead,
     EventRead,
     FailedEventRead,
     KeyRotation,
@@ -35,6 +35,7 @@ from ichigen.core.clock import utcnow
 from ichigen.core.errors import (
     Conflict,
     FieldError,
+    IchigenError,
     NotFound,
     PreconditionFailed,
     ValidationFailed,
@@ -336,20 +337,20 @@ def get_failed(store: EventStore, actor: Actor, failed_id: int) -> FailedEventRe
     return FailedEventRead.model_validate(row)
 
 
-def prepare_replay(
-    store: EventStore,
+def replay_failed(
+    collector: Collector,
     actor: Actor,
     failed_id: int,
     corrected: dict[str, Any] | None,
     limits: Limits,
-) -> tuple[FailedEventRead, tuple[Any, ...] | None, ReplayResult | None]:
-    """Validate a failed message again (as stored, or corrected).
+) -> tuple[FailedEventRead, ReplayResult]:
+    """Check a failed message again (as stored, or as corrected) and store it when valid.
 
-    Returns the failed event, the event row to store when the message is now valid, and a
-    result to answer with when it is not.
+    Returns the failed event and what became of it; a still-invalid message is ``rejected``
+    with its problems, and nothing is stored then.
     """
     require(actor, "events", "write")
-    failed = get_failed(store, actor, failed_id)
+    failed = get_failed(collector.store, actor, failed_id)
     if failed.status == "replayed":
         raise Conflict(
             f"Failed event {failed_id} was already replayed as message "
@@ -359,17 +360,12 @@ def prepare_replay(
     envelope = Envelope(source_id=failed.source_id, received_at=utcnow())
     row, problems = normalise(message, envelope, limits)
     if row is None:
-        return (
-            failed,
-            None,
-            ReplayResult(status="rejected", problems=[p.as_dict() for p in problems]),
-        )
-    return failed, row, None
-
-
-def describe_problems(problems: list[Any]) -> str:
-    return summarise(problems)
-
-
-def event_page(items: list[EventRead], next_cursor: str | None) -> EventPageRead:
-    return EventPageRead(items=items, next_cursor=next_cursor)
+        return failed, ReplayResult(status="rejected", problems=[p.as_dict() for p in problems])
+    try:
+        written = collector.write_sync([row], [])
+    except StoreUnavailable as exc:
+        raise IchigenError(str(exc), [], 503, "Store unavailable", "store-unavailable") from exc
+    message_id = str(row[5])
+    collector.store.mark_replayed(failed.id, message_id, utcnow())
+    outcome: Literal["accepted", "duplicate"] = "duplicate" if written.duplicates else "accepted"
+    return failed, ReplayResult(status=outcome, message_id=message_id)

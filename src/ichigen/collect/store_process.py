@@ -33,10 +33,12 @@ from ichigen.collect.store import (
     DuckDBEventStore,
     EventFilter,
     EventPage,
+    EventStore,
     EventStoreBusy,
     FailedRow,
     rows_to_arrow,
 )
+from ichigen.core.settings import Settings
 
 #: How long the child keeps trying to open a store that another process is still closing.
 OPEN_WAIT_SECONDS = 15.0
@@ -121,20 +123,6 @@ def _serve(
 
 class ProcessEventStore:
     """An ``EventStore`` whose DuckDB file is held by a child process."""
-
-    _READS = frozenset(
-        {
-            "message_hashes",
-            "find",
-            "daily_counts",
-            "count",
-            "delete_older_than",
-            "failed",
-            "failed_one",
-            "mark_replayed",
-            "export_parquet",
-        }
-    )
 
     def __init__(
         self,
@@ -235,3 +223,13 @@ class ProcessEventStore:
             self._process.join(timeout=10)
         self._writes.close()
         self._reads.close()
+
+
+def open_event_store(settings: Settings, *, own_process: bool | None = None) -> EventStore:
+    """The configured embedded event store: in a process of its own (the server's default,
+    ``ICHIGEN_EVENT_STORE_PROCESS``) or in this one (``own_process=False``, as commands use)."""
+    path = settings.resolved_event_store_path()
+    limit = settings.event_store_memory_limit
+    if settings.event_store_process if own_process is None else own_process:
+        return ProcessEventStore(path, memory_limit=limit)
+    return DuckDBEventStore(path, memory_limit=limit)

@@ -20,7 +20,6 @@ from starlette.datastructures import FormData
 from ichigen.auth.permissions import require
 from ichigen.collect import service
 from ichigen.collect.api import CollectState
-from ichigen.collect.ingest import StoreUnavailable
 from ichigen.collect.schemas import (
     FailedEventRead,
     KeyRotation,
@@ -29,7 +28,6 @@ from ichigen.collect.schemas import (
     SourceRead,
     SourceUpdate,
 )
-from ichigen.core.clock import utcnow
 from ichigen.core.errors import (
     Conflict,
     IchigenError,
@@ -509,16 +507,10 @@ def replay_failed(ui: SignedIn, session: DbSession, form: Form, failed_id: int) 
         corrected = parsed
     else:
         text = pretty_json(failed.payload)
-    failed, row, refusal = service.prepare_replay(
-        store, ui.actor, failed_id, corrected, state.limits
+    failed, outcome = service.replay_failed(
+        state.collector, ui.actor, failed_id, corrected, state.limits
     )
-    if refusal is not None or row is None:
-        problems = refusal.problems if refusal is not None else []
-        return _render_failed(ui, session, failed, text, None, problems, 422)
-    try:
-        result = state.collector.write_sync([row], [])
-    except StoreUnavailable as exc:
-        raise IchigenError(str(exc), [], 503, "Store unavailable", "store-unavailable") from exc
-    store.mark_replayed(failed.id, str(row[5]), utcnow())
-    flash = "replay_duplicate" if result.duplicates else "replay_accepted"
+    if outcome.status == "rejected":
+        return _render_failed(ui, session, failed, text, None, outcome.problems, 422)
+    flash = "replay_duplicate" if outcome.status == "duplicate" else "replay_accepted"
     return ui.redirect(f"/failed-events/{failed.id}", flash=flash)

@@ -104,7 +104,7 @@ class ImportPreview(BaseModel):
 
 # ----------------------------------------------------------------------------- decoding
 
-_BOMS = (
+BOMS = (
     (codecs.BOM_UTF8, "utf-8-sig"),
     (codecs.BOM_UTF32_LE, "utf-32"),
     (codecs.BOM_UTF32_BE, "utf-32"),
@@ -166,7 +166,7 @@ def decode_text(data: bytes, encoding: str | None = None) -> tuple[str, str]:
                 [FieldError(("encoding",), "does not match the file")],
             ) from None
     else:
-        codec = next((name for bom, name in _BOMS if data.startswith(bom)), "")
+        codec = next((name for bom, name in BOMS if data.startswith(bom)), "")
         candidates = (codec,) if codec else ("utf-8", "cp932")
         for codec in candidates:
             try:
@@ -253,7 +253,7 @@ class Table:
         return out
 
 
-def _clean_headers(raw: list[str]) -> list[str]:
+def clean_headers(raw: list[str]) -> list[str]:
     """Headers stripped; blank ones named by position; repeats made unique with a suffix."""
     headers: list[str] = []
     seen: set[str] = set()
@@ -288,7 +288,7 @@ def read_table(data: bytes, encoding: str | None = None) -> Table:
             f"The file is not valid CSV near line {reader.line_num}: {exc}.",
             [FieldError(("file",), "malformed CSV")],
         ) from None
-    return Table(used, delimiter, _clean_headers(header), count, text)
+    return Table(used, delimiter, clean_headers(header), count, text)
 
 
 # ----------------------------------------------------------------------------- mapping

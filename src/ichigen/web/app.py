@@ -19,8 +19,7 @@ from ichigen import __version__
 from ichigen.collect import service as collect_service
 from ichigen.collect.api import CollectState, TrackingFastLane, limits_from, tracking_router
 from ichigen.collect.ingest import CollectMetrics, Collector
-from ichigen.collect.store import DuckDBEventStore, EventStore
-from ichigen.collect.store_process import ProcessEventStore
+from ichigen.collect.store_process import open_event_store
 from ichigen.core.db import Database
 from ichigen.core.settings import Settings, get_settings
 from ichigen.web import problems
@@ -38,15 +37,7 @@ def open_collector(settings: Settings, db: Database, metrics: CollectMetrics) ->
     # back between steps. With Python's default 5 ms switch interval, a busy event loop kept
     # it waiting so long that commits took four times longer (measured in bench/ingest.py).
     sys.setswitchinterval(0.0005)
-    store: EventStore
-    if settings.event_store_process:
-        store = ProcessEventStore(
-            settings.resolved_event_store_path(), memory_limit=settings.event_store_memory_limit
-        )
-    else:
-        store = DuckDBEventStore(
-            settings.resolved_event_store_path(), memory_limit=settings.event_store_memory_limit
-        )
+    store = open_event_store(settings)
     collector = Collector(
         store,
         metrics=metrics,
