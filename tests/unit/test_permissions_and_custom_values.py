@@ -37,6 +37,11 @@ WRITERS = {
     "audit": {"admin"},
     "sources": {"admin"},
     "events": {"admin"},
+    "pipelines": {"admin", "manager"},
+    "deals": {"admin", "manager", "sales"},
+    "activities": {"admin", "manager", "sales", "support"},
+    "tasks": {"admin", "manager", "sales", "support", "marketing"},
+    "quotas": {"admin", "manager"},
 }
 READERS = {
     "contacts": set(Role),
@@ -47,6 +52,11 @@ READERS = {
     "audit": set(Role) - {Role.viewer},
     "sources": {Role.admin, Role.manager, Role.marketing, Role.analyst},
     "events": set(Role) - {Role.viewer},
+    "pipelines": set(Role),
+    "deals": set(Role),
+    "activities": set(Role),
+    "tasks": set(Role) - {Role.viewer},
+    "quotas": {Role.admin, Role.manager, Role.sales, Role.analyst},
 }
 
 

@@ -29,6 +29,11 @@ ENTITIES = (
     "audit",
     "sources",
     "events",
+    "pipelines",
+    "deals",
+    "activities",
+    "tasks",
+    "quotas",
 )
 
 _R, _RW, _NONE = frozenset({"read"}), frozenset({"read", "write"}), frozenset[str]()
@@ -45,6 +50,11 @@ MATRIX: dict[Role, dict[str, frozenset[str]]] = {
         "audit": _R,
         "sources": _R,
         "events": _R,
+        "pipelines": _RW,
+        "deals": _RW,
+        "activities": _RW,
+        "tasks": _RW,
+        "quotas": _RW,
     },
     Role.sales: {
         "users": _R,
@@ -55,6 +65,11 @@ MATRIX: dict[Role, dict[str, frozenset[str]]] = {
         "audit": _R,
         "sources": _NONE,
         "events": _R,
+        "pipelines": _R,
+        "deals": _RW,
+        "activities": _RW,
+        "tasks": _RW,
+        "quotas": _R,
     },
     Role.support: {
         "users": _R,
@@ -65,6 +80,11 @@ MATRIX: dict[Role, dict[str, frozenset[str]]] = {
         "audit": _R,
         "sources": _NONE,
         "events": _R,
+        "pipelines": _R,
+        "deals": _R,
+        "activities": _RW,
+        "tasks": _RW,
+        "quotas": _NONE,
     },
     Role.marketing: {
         "users": _R,
@@ -75,6 +95,11 @@ MATRIX: dict[Role, dict[str, frozenset[str]]] = {
         "audit": _R,
         "sources": _R,
         "events": _R,
+        "pipelines": _R,
+        "deals": _R,
+        "activities": _R,
+        "tasks": _RW,
+        "quotas": _NONE,
     },
     Role.analyst: {
         "users": _R,
@@ -85,6 +110,11 @@ MATRIX: dict[Role, dict[str, frozenset[str]]] = {
         "audit": _R,
         "sources": _R,
         "events": _R,
+        "pipelines": _R,
+        "deals": _R,
+        "activities": _R,
+        "tasks": _R,
+        "quotas": _R,
     },
     Role.viewer: {
         "users": _NONE,
@@ -95,6 +125,11 @@ MATRIX: dict[Role, dict[str, frozenset[str]]] = {
         "audit": _NONE,
         "sources": _NONE,
         "events": _NONE,
+        "pipelines": _R,
+        "deals": _R,
+        "activities": _R,
+        "tasks": _NONE,
+        "quotas": _NONE,
     },
 }
 

@@ -10,6 +10,9 @@ MODEL_MODULES = (
     "ichigen.auth.models",
     "ichigen.crm.companies.models",
     "ichigen.crm.contacts.models",
+    "ichigen.crm.deals.models",
+    "ichigen.crm.activities.models",
+    "ichigen.crm.tasks.models",
     "ichigen.collect.models",
 )
 

@@ -13,8 +13,11 @@ from ichigen.core import custom_fields
 from ichigen.core.audit import AuditEntryRead, record_history
 from ichigen.core.custom_fields import CustomFieldCreate, CustomFieldRead, CustomFieldUpdate
 from ichigen.core.schemas import RecordId
+from ichigen.crm.activities.api import router as activities_router
 from ichigen.crm.companies.api import router as companies_router
 from ichigen.crm.contacts.api import router as contacts_router
+from ichigen.crm.deals.api import router as deals_router
+from ichigen.crm.tasks.api import router as tasks_router
 from ichigen.web.deps import ApiActor, DbSession, IfMatch, etag
 from ichigen.web.problems import PROBLEM_RESPONSES
 
@@ -95,6 +98,9 @@ def api_router() -> APIRouter:
         auth_router,
         companies_router,
         contacts_router,
+        deals_router,
+        activities_router,
+        tasks_router,
         fields_router,
         audit_router,
         collect_router,

@@ -1,7 +1,8 @@
 """UI languages: gettext catalogs compiled from the shipped ``.po`` files, and locale choice.
 
-The catalogs live as ``locale/<lang>/LC_MESSAGES/messages.po`` next to this module and are
-compiled in memory at first use with Babel, so there is no build step and no ``.mo`` file to
+The catalogs live as ``locale/<lang>/LC_MESSAGES/*.po`` next to this module (``messages.po``
+for the shell, one file per feature beside it), are merged, and are compiled in memory at first
+use with Babel, so there is no build step and no ``.mo`` file to
 keep in sync. Which language a request gets: the signed-in user's choice, then the
 ``ichigen_locale`` cookie (set by the language switch before sign-in), then the browser's
 ``Accept-Language``, then ``settings.default_locale``.
@@ -14,6 +15,7 @@ from functools import lru_cache
 from io import BytesIO
 from pathlib import Path
 
+from babel.messages.catalog import Catalog
 from babel.messages.mofile import write_mo
 from babel.messages.pofile import read_po
 from babel.support import Translations
@@ -31,7 +33,27 @@ def N_(message: str) -> str:
 
 
 def po_path(locale: str) -> Path:
+    """The shell's catalog of one language; features keep theirs beside it."""
     return LOCALE_DIR / locale / "LC_MESSAGES" / f"{DOMAIN}.po"
+
+
+def po_paths(locale: str) -> list[Path]:
+    """Every catalog file of one language: the shell's first, then each feature's by name."""
+    main = po_path(locale)
+    return [main, *sorted(p for p in main.parent.glob("*.po") if p != main)]
+
+
+def load_catalog(locale: str) -> Catalog:
+    """One language's catalogs merged into one (a later file's entry wins on a repeat)."""
+    paths = po_paths(locale)
+    with paths[0].open("rb") as po_file:
+        catalog = read_po(po_file, locale=locale, domain=DOMAIN)
+    for path in paths[1:]:
+        with path.open("rb") as po_file:
+            for message in read_po(po_file, locale=locale, domain=DOMAIN):
+                if message.id:
+                    catalog[message.id] = message
+    return catalog
 
 
 @lru_cache(maxsize=len(LOCALES))
@@ -39,8 +61,7 @@ def translations(locale: str) -> Translations:
     """The compiled catalog of one shipped language (English is the identity catalog)."""
     if locale not in LOCALES:
         locale = "en"
-    with po_path(locale).open("rb") as po_file:
-        catalog = read_po(po_file, locale=locale, domain=DOMAIN)
+    catalog = load_catalog(locale)
     compiled = BytesIO()
     write_mo(compiled, catalog)
     compiled.seek(0)

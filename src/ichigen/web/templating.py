@@ -64,7 +64,16 @@ from ichigen.web.i18n import LOCALE_COOKIE, LOCALES, N_, choose_locale, translat
 PACKAGE_ROOT = Path(__file__).resolve().parents[1]
 #: Folders (relative to the ``ichigen`` package) whose ``templates/`` the UI loads from; a new
 #: feature with pages adds its folder here.
-TEMPLATE_PACKAGES: list[str] = ["web", "auth", "crm/contacts", "crm/companies", "collect"]
+TEMPLATE_PACKAGES: list[str] = [
+    "web",
+    "auth",
+    "crm/contacts",
+    "crm/companies",
+    "crm/deals",
+    "crm/activities",
+    "crm/tasks",
+    "collect",
+]
 
 CSRF_COOKIE = "ichigen_csrf"
 CSRF_FIELD = "csrf_token"

@@ -6,8 +6,11 @@ from fastapi import APIRouter, Depends, Response
 
 from ichigen.auth.views import router as auth_pages
 from ichigen.collect.views import router as source_pages
+from ichigen.crm.activities.views import router as activity_pages
 from ichigen.crm.companies.views import router as company_pages
 from ichigen.crm.contacts.views import router as contact_pages
+from ichigen.crm.deals.views import router as deal_pages
+from ichigen.crm.tasks.views import router as task_pages
 from ichigen.web.settings_views import router as settings_pages
 from ichigen.web.templating import AnyVisitor, csrf_guard, ui_router_for
 
@@ -16,6 +19,9 @@ FEATURE_PAGES: list[APIRouter] = [
     auth_pages,
     contact_pages,
     company_pages,
+    deal_pages,
+    activity_pages,
+    task_pages,
     source_pages,
     settings_pages,
 ]

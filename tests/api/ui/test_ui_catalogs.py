@@ -7,7 +7,6 @@ from pathlib import Path
 
 import pytest
 from babel.messages.extract import DEFAULT_KEYWORDS, extract_from_dir
-from babel.messages.pofile import read_po
 
 from ichigen.web import i18n, templating
 
@@ -37,8 +36,7 @@ def ui_messages() -> dict[str, str]:
 
 
 def catalog(locale: str):  # type: ignore[no-untyped-def]
-    with i18n.po_path(locale).open("rb") as po_file:
-        return read_po(po_file, locale=locale)
+    return i18n.load_catalog(locale)
 
 
 def test_the_ui_has_messages_to_translate() -> None:
@@ -51,7 +49,7 @@ def test_the_ui_has_messages_to_translate() -> None:
 def test_each_catalog_lists_every_message(locale: str) -> None:
     listed = {m.id for m in catalog(locale) if m.id}
     missing = {m: where for m, where in ui_messages().items() if m not in listed}
-    assert not missing, f"add these to {i18n.po_path(locale)}: {missing}"
+    assert not missing, f"add these to a catalog in {i18n.po_path(locale).parent}: {missing}"
 
 
 def test_japanese_translates_every_message_with_the_same_placeholders() -> None:

@@ -1,0 +1,3 @@
+"""Activities: reusable select() builders."""
+
+from __future__ import annotations

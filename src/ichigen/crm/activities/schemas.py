@@ -1,0 +1,3 @@
+"""Activities: request and response shapes."""
+
+from __future__ import annotations

@@ -1,0 +1,3 @@
+"""Activities: the rules for every read and write that others may call."""
+
+from __future__ import annotations

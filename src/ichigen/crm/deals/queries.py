@@ -1,0 +1,3 @@
+"""Deals: reusable select() builders."""
+
+from __future__ import annotations

@@ -1,0 +1,3 @@
+"""Deals: request and response shapes."""
+
+from __future__ import annotations

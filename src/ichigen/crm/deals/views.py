@@ -1,0 +1,7 @@
+"""Pages for deals."""
+
+from __future__ import annotations
+
+from ichigen.web.templating import ui_router_for
+
+router = ui_router_for()

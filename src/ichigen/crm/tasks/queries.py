@@ -1,0 +1,3 @@
+"""Tasks: reusable select() builders."""
+
+from __future__ import annotations

@@ -1,0 +1,3 @@
+"""Tasks: request and response shapes."""
+
+from __future__ import annotations
