@@ -12,8 +12,12 @@ from ichigen.cli.context import console, database
 from ichigen.collect.cli import events, sources
 from ichigen.core import migrate
 from ichigen.core.settings import get_settings
+from ichigen.crm.activities.cli import activities
 from ichigen.crm.companies.cli import export_companies, import_companies
 from ichigen.crm.contacts.cli import export_contacts, import_contacts
+from ichigen.crm.deals.cli import deals, pipelines
+from ichigen.crm.deals.forecast_cli import forecast, quotas, rates
+from ichigen.crm.tasks.cli import tasks
 from ichigen.demo.cli import demo
 
 app = typer.Typer(help="ichigen: CRM and customer data platform in one.", no_args_is_help=True)
@@ -24,6 +28,16 @@ app.add_typer(teams, name="teams")
 app.add_typer(tokens, name="tokens")
 app.add_typer(sources, name="sources")
 app.add_typer(events, name="events")
+for sub, sub_name in (
+    (pipelines, "pipelines"),
+    (deals, "deals"),
+    (activities, "activities"),
+    (tasks, "tasks"),
+    (rates, "rates"),
+    (quotas, "quotas"),
+    (forecast, "forecast"),
+):
+    app.add_typer(sub, name=sub_name)
 app.command("demo")(demo)
 import_app = typer.Typer(help="Load contacts or companies from CSV files.", no_args_is_help=True)
 import_app.command("contacts")(import_contacts)

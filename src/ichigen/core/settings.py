@@ -80,6 +80,30 @@ class Settings(BaseSettings):
         le=10_000,
         description="Recent messages kept per source for the debugger.",
     )
+    base_currency: str = Field(
+        default="JPY",
+        pattern="^[A-Z]{3}$",
+        description="Currency that forecasts, quotas and pipeline totals are shown in; deal "
+        "amounts in other currencies convert at the exchange rate of their date.",
+    )
+    reminders_enabled: bool = Field(
+        default=True, description="Fire task reminders (in-app, and e-mail when SMTP is set)."
+    )
+    reminder_interval_seconds: float = Field(
+        default=30, gt=0, description="How often the server looks for reminders due."
+    )
+    smtp_host: str | None = Field(default=None, description="SMTP server for e-mail; none: off.")
+    smtp_port: int = Field(default=587, ge=1, le=65535)
+    smtp_username: str | None = None
+    smtp_password: str | None = None
+    smtp_starttls: bool = Field(default=True, description="Upgrade the connection with STARTTLS.")
+    smtp_ssl: bool = Field(default=False, description="Connect with TLS from the start (465).")
+    smtp_from: str = Field(default="ichigen@localhost", description="Sender of e-mail.")
+    smtp_timeout_seconds: float = Field(default=10, gt=0)
+    public_url: str = Field(
+        default="http://127.0.0.1:8000",
+        description="Where users reach ichigen; links in e-mail point here.",
+    )
 
     def resolved_database_url(self) -> str:
         """The record store URL, defaulting to SQLite in the data dir."""

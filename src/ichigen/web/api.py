@@ -17,6 +17,7 @@ from ichigen.crm.activities.api import router as activities_router
 from ichigen.crm.companies.api import router as companies_router
 from ichigen.crm.contacts.api import router as contacts_router
 from ichigen.crm.deals.api import router as deals_router
+from ichigen.crm.deals.forecast_api import router as forecast_router
 from ichigen.crm.tasks.api import router as tasks_router
 from ichigen.web.deps import ApiActor, DbSession, IfMatch, etag
 from ichigen.web.problems import PROBLEM_RESPONSES
@@ -99,6 +100,7 @@ def api_router() -> APIRouter:
         companies_router,
         contacts_router,
         deals_router,
+        forecast_router,
         activities_router,
         tasks_router,
         fields_router,

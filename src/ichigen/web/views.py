@@ -9,6 +9,7 @@ from ichigen.collect.views import router as source_pages
 from ichigen.crm.activities.views import router as activity_pages
 from ichigen.crm.companies.views import router as company_pages
 from ichigen.crm.contacts.views import router as contact_pages
+from ichigen.crm.deals.forecast_views import router as forecast_pages
 from ichigen.crm.deals.views import router as deal_pages
 from ichigen.crm.tasks.views import router as task_pages
 from ichigen.web.settings_views import router as settings_pages
@@ -20,6 +21,7 @@ FEATURE_PAGES: list[APIRouter] = [
     contact_pages,
     company_pages,
     deal_pages,
+    forecast_pages,
     activity_pages,
     task_pages,
     source_pages,

@@ -1,0 +1,3 @@
+"""Forecasting: exchange rates, quotas, forecast per period, win rate and other sales figures."""
+
+from __future__ import annotations
