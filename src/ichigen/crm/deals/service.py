@@ -7,7 +7,7 @@ from collections.abc import Iterable
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from ichigen.crm.deals.models import Deal
+from ichigen.crm.deals.models import Deal, DealContact
 
 
 def existing_deal_ids(session: Session, ids: Iterable[int]) -> set[int]:
@@ -29,3 +29,10 @@ def deal_names(session: Session, ids: Iterable[int]) -> dict[int, str]:
     if not wanted:
         return {}
     return dict(session.execute(select(Deal.id, Deal.name).where(Deal.id.in_(wanted))).tuples())
+
+
+def deal_ids_of_contact(session: Session, contact_id: int) -> list[int]:
+    """The ids of the deals a contact takes part in (for the contact's timeline)."""
+    return list(
+        session.scalars(select(DealContact.deal_id).where(DealContact.contact_id == contact_id))
+    )
