@@ -7,7 +7,7 @@ queries, and writes rows, child rows, search terms and audit entries in one tran
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -817,6 +817,47 @@ def find_contact_by_email(session: Session, email: str, actor: Actor) -> Contact
         select(ContactEmail.contact_id).where(ContactEmail.email == normalised)
     )
     return get_contact(session, contact_id, actor) if contact_id is not None else None
+
+
+def existing_contact_ids(session: Session, ids: Iterable[int]) -> set[int]:
+    """Which of these contact ids exist."""
+    wanted = set(ids)
+    if not wanted:
+        return set()
+    return set(session.scalars(select(Contact.id).where(Contact.id.in_(wanted))))
+
+
+def contact_ids_of_company(session: Session, company_id: int) -> list[int]:
+    """The ids of a company's contacts (for the company's timeline)."""
+    return list(session.scalars(select(Contact.id).where(Contact.company_id == company_id)))
+
+
+def contact_names(session: Session, ids: Iterable[int]) -> dict[int, str]:
+    """Contact names by id (the email when a contact has no name), for showing links."""
+    wanted = set(ids)
+    if not wanted:
+        return {}
+    return dict(
+        session.execute(select(Contact.id, Contact.full_name).where(Contact.id.in_(wanted)))
+        .tuples()
+        .all()
+    )
+
+
+def contact_ids_by_email(session: Session, emails: Iterable[str]) -> dict[str, int]:
+    """The contact holding each of these (normalised) addresses, for those that one holds."""
+    wanted = set(emails)
+    if not wanted:
+        return {}
+    return dict(
+        session.execute(
+            select(ContactEmail.email, ContactEmail.contact_id).where(
+                ContactEmail.email.in_(wanted)
+            )
+        )
+        .tuples()
+        .all()
+    )
 
 
 def _list_statement(
