@@ -838,9 +838,7 @@ def contact_names(session: Session, ids: Iterable[int]) -> dict[int, str]:
     if not wanted:
         return {}
     return dict(
-        session.execute(select(Contact.id, Contact.full_name).where(Contact.id.in_(wanted)))
-        .tuples()
-        .all()
+        session.execute(select(Contact.id, Contact.full_name).where(Contact.id.in_(wanted))).all()
     )
 
 
@@ -854,9 +852,7 @@ def contact_ids_by_email(session: Session, emails: Iterable[str]) -> dict[str, i
             select(ContactEmail.email, ContactEmail.contact_id).where(
                 ContactEmail.email.in_(wanted)
             )
-        )
-        .tuples()
-        .all()
+        ).all()
     )
 
 
