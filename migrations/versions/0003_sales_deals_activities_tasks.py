@@ -101,6 +101,7 @@ def upgrade() -> None:
         sa.Column("body", sa.Text(), nullable=False),
         sa.Column("occurred_at", ichigen.core.db.UTCDateTime(timezone=True), nullable=False),
         sa.Column("ends_at", ichigen.core.db.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("all_day", sa.Boolean(), server_default=sa.false(), nullable=False),
         sa.Column("direction", sa.String(length=10), nullable=True),
         sa.Column("duration_seconds", sa.Integer(), nullable=True),
         sa.Column("outcome", sa.String(length=30), nullable=True),
@@ -144,6 +145,7 @@ def upgrade() -> None:
         batch_op.create_index(
             "ix_activities_owner_id_occurred_at", ["owner_id", "occurred_at"], unique=False
         )
+        batch_op.create_index("ix_activities_occurred_at_id", ["occurred_at", "id"], unique=False)
 
     op.create_table(
         "notifications",
@@ -510,6 +512,7 @@ def downgrade() -> None:
 
     op.drop_table("notifications")
     with op.batch_alter_table("activities", schema=None) as batch_op:
+        batch_op.drop_index("ix_activities_occurred_at_id")
         batch_op.drop_index("ix_activities_owner_id_occurred_at")
         batch_op.drop_index("ix_activities_kind_occurred_at")
 

@@ -5,7 +5,16 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import (
+    Boolean,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+    false,
+)
 from sqlalchemy.orm import Mapped, mapped_column
 
 from ichigen.core.db import Base, IdType, JsonType, UTCDateTime
@@ -18,6 +27,8 @@ class Activity(Base):
     __table_args__ = (
         Index("ix_activities_kind_occurred_at", "kind", "occurred_at"),
         Index("ix_activities_owner_id_occurred_at", "owner_id", "occurred_at"),
+        # Lists of all activities, newest first, and date ranges (iCalendar export).
+        Index("ix_activities_occurred_at_id", "occurred_at", "id"),
     )
 
     id: Mapped[int] = mapped_column(IdType, primary_key=True)
@@ -29,6 +40,8 @@ class Activity(Base):
     #: When it happened; for a meeting, its start.
     occurred_at: Mapped[datetime] = mapped_column(UTCDateTime())
     ends_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    #: A meeting for whole days: ``occurred_at`` and ``ends_at`` are midnights (UTC) of dates.
+    all_day: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     #: inbound or outbound, for calls and emails.
     direction: Mapped[str | None] = mapped_column(String(10))
     duration_seconds: Mapped[int | None] = mapped_column(Integer)
