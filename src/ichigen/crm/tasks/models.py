@@ -58,7 +58,11 @@ class Notification(Base):
     """A message to one user in the app (a task reminder, a deal assigned to them, …)."""
 
     __tablename__ = "notifications"
-    __table_args__ = (Index("ix_notifications_user_read_id", "user_id", "read_at", "id"),)
+    __table_args__ = (
+        Index("ix_notifications_user_read_id", "user_id", "read_at", "id"),
+        # E-mail copies due to be sent (or sent again after a failure).
+        Index("ix_notifications_email_next_at", "email_next_at"),
+    )
 
     id: Mapped[int] = mapped_column(IdType, primary_key=True)
     user_id: Mapped[int] = mapped_column(IdType, ForeignKey("users.id", ondelete="CASCADE"))
@@ -70,3 +74,7 @@ class Notification(Base):
     read_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     #: When the e-mail copy was sent; none while unsent or when mail is off.
     emailed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    #: When to try sending the e-mail copy (again); none when no e-mail is due.
+    email_next_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    #: Attempts to send the e-mail copy so far; after a few failures it is given up.
+    email_attempts: Mapped[int] = mapped_column(Integer, default=0)
