@@ -1366,7 +1366,7 @@ def stage_conversion(session: Session, scope: ReportScope) -> list[StageConversi
     found: list[StageConversion] = []
     for pipeline, row in session.execute(
         stages.order_by(Pipeline.position, Pipeline.id, Stage.position, Stage.id)
-    ).tuples():
+    ):
         entered, moved_on, won_later = counts.get(row.id, (0, 0, 0))
         found.append(
             StageConversion(
