@@ -46,7 +46,7 @@ from ichigen.core.errors import (
 from ichigen.core.normalise import normalise_email, normalise_phone
 
 #: Entities whose records carry custom fields; the name is also the table name.
-CUSTOM_FIELD_ENTITIES = ("contacts", "companies")
+CUSTOM_FIELD_ENTITIES = ("contacts", "companies", "deals")
 
 KEY_PATTERN = r"^[a-z][a-z0-9_]{0,39}$"
 _KEY_RE = re.compile(KEY_PATTERN)
@@ -118,7 +118,7 @@ class CustomFieldCreate(BaseModel):
         },
     )
 
-    entity: Annotated[str, Field(pattern="^(contacts|companies)$")]
+    entity: Annotated[str, Field(pattern="^(contacts|companies|deals)$")]
     key: Key
     label: Label
     help_text: Annotated[str, Field(max_length=2000)] = ""

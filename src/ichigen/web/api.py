@@ -27,7 +27,9 @@ fields_router = APIRouter(prefix="/custom-fields", tags=["custom fields"])
 
 @fields_router.get("", response_model=list[CustomFieldRead])
 def list_custom_fields(
-    session: DbSession, actor: ApiActor, entity: Literal["contacts", "companies"] = "contacts"
+    session: DbSession,
+    actor: ApiActor,
+    entity: Literal["contacts", "companies", "deals"] = "contacts",
 ) -> list[CustomFieldRead]:
     require(actor, "custom_fields", "read")
     return custom_fields.list_fields(session, entity)

@@ -128,6 +128,7 @@ FIELD_LABELS: dict[str, str] = {
 FIELD_ENTITIES: dict[str, str] = {
     "contacts": N_("Contacts"),
     "companies": N_("Companies"),
+    "deals": N_("Deals"),
 }
 
 register_flash_messages(

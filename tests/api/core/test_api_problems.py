@@ -54,7 +54,7 @@ WRONG_INPUT: list[tuple[str, object, tuple[str | int, ...]]] = [
     ("/api/v1/teams", {"name": "x", "members": []}, ("body", "members")),
     (
         "/api/v1/custom-fields",
-        {"entity": "deals", "key": "k", "label": "K", "field_type": "text"},
+        {"entity": "tickets", "key": "k", "label": "K", "field_type": "text"},
         ("body", "entity"),
     ),
     (

@@ -561,7 +561,7 @@ def test_admin_edits_and_deletes_a_custom_field(
     assert "Custom field deleted." in browser.get("/settings/fields/companies").text
     with app_db.sessionmaker() as session:
         assert custom_fields.list_fields(session, "companies") == []
-    assert browser.get("/settings/fields/deals").status_code == 404
+    assert browser.get("/settings/fields/tickets").status_code == 404
 
 
 def test_other_roles_read_custom_fields_but_cannot_change_them(

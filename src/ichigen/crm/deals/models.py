@@ -7,6 +7,7 @@ from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import (
+    BigInteger,
     Boolean,
     Date,
     Float,
@@ -79,6 +80,14 @@ class Deal(Base):
     __table_args__ = (
         # Kanban: the first deals of each stage.
         Index("ix_deals_stage_id_position_id", "stage_id", "board_position", "id"),
+        # Kanban of one owner: their first deals of each stage.
+        Index(
+            "ix_deals_owner_id_stage_id_position_id",
+            "owner_id",
+            "stage_id",
+            "board_position",
+            "id",
+        ),
         Index("ix_deals_pipeline_id_id", "pipeline_id", "id"),
         Index("ix_deals_owner_id_status_close", "owner_id", "status", "expected_close_date"),
         Index("ix_deals_status_close", "status", "expected_close_date"),
@@ -163,6 +172,27 @@ class DealStageChange(Base):
         IdType, ForeignKey("users.id", ondelete="SET NULL")
     )
     changed_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class DealStageTotal(Base):
+    """How many deals of one owner are in one stage, and their amount, per currency.
+
+    The deals service keeps these with every write, so a board's counts and totals read a few
+    rows however many deals there are; ``rebuild_stage_totals`` recomputes them after a bulk
+    load that wrote deals without the service.
+    """
+
+    __tablename__ = "deal_stage_totals"
+
+    stage_id: Mapped[int] = mapped_column(
+        IdType, ForeignKey("stages.id", ondelete="CASCADE"), primary_key=True
+    )
+    #: The owner's user id; 0 for deals without an owner (so no foreign key).
+    owner_key: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    currency: Mapped[str] = mapped_column(String(3), primary_key=True)
+    deal_count: Mapped[int] = mapped_column(Integer)
+    #: The amounts' sum in the currency's minor units (yen, cents): exact on every engine.
+    amount_minor: Mapped[int] = mapped_column(BigInteger)
 
 
 class ExchangeRate(Base):
