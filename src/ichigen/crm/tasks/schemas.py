@@ -8,6 +8,7 @@ from typing import Annotated, Any, Literal
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
 
 from ichigen.core.schemas import RecordId
+from ichigen.crm.deals.schemas import DealRead
 
 RecordType = Literal["contact", "company", "deal"]
 Priority = Literal["low", "normal", "high", "urgent"]
@@ -123,7 +124,7 @@ class MyDay(BaseModel):
     due_today_total: int
     upcoming: list[TaskRead]
     upcoming_total: int
-    deals_needing_next_step: list[Any]
+    deals_needing_next_step: list[DealRead]
 
 
 class MemberTasks(BaseModel):

@@ -19,7 +19,7 @@ from sqlalchemy import and_, case, func, select, update
 from sqlalchemy.orm import Session
 
 from ichigen.auth import service as auth_service
-from ichigen.auth.permissions import OWNERSHIP_BOUND, Role, require
+from ichigen.auth.permissions import OWNERSHIP_BOUND, Role, can, require
 from ichigen.core.audit import Actor, diff, record_change
 from ichigen.core.clock import utcnow
 from ichigen.core.db import session_settings
@@ -39,6 +39,7 @@ from ichigen.crm.activities.schemas import ActivityCreate, RecordRef
 from ichigen.crm.companies import service as companies_service
 from ichigen.crm.contacts import service as contacts_service
 from ichigen.crm.deals import service as deals_service
+from ichigen.crm.deals.schemas import DealRead
 from ichigen.crm.tasks.models import Notification, Task
 from ichigen.crm.tasks.queries import SORT_FIELDS, count_open_of, due_within, open_tasks_of
 from ichigen.crm.tasks.schemas import (
@@ -81,6 +82,8 @@ _DEFAULTS: dict[str, Any] = {
     "recurrence": None,
     "external_id": None,
 }
+#: Deals needing a next step that My day lists.
+DEALS_LIMIT = 20
 #: Fields that may not be null: sending null puts back the default.
 _NOT_NULL = ("description", "all_day", "priority")
 
@@ -680,12 +683,23 @@ def day_ranges(now: datetime, zone: tzinfo) -> dict[str, Any]:
     }
 
 
-def _bucket(session: Session, user_id: int, where: Any, limit: int) -> tuple[list[TaskRead], int]:
+def _bucket(
+    session: Session, user_id: int, where: Any, limit: int, zone: tzinfo
+) -> tuple[list[TaskRead], int]:
     rows = list(session.scalars(open_tasks_of(user_id, where).limit(limit)))
     total = len(rows)
     if total == limit:
         total = session.scalar(count_open_of(user_id, where)) or 0
-    return [_read(r) for r in rows], total
+    return sorted((_read(r) for r in rows), key=lambda t: in_day_order(t, zone)), total
+
+
+def in_day_order(item: TaskRead, zone: tzinfo) -> tuple[date, bool, datetime]:
+    """Sort key of tasks as a day planner lists them in ``zone``: by day, and within a day
+    the all-day tasks first, then by time (tasks without a due date last)."""
+    if item.due_at is None:
+        return date.max, True, datetime.max.replace(tzinfo=UTC)
+    day = item.due_at.date() if item.all_day else item.due_at.astimezone(zone).date()
+    return day, not item.all_day, item.due_at
 
 
 def my_day(
@@ -703,9 +717,9 @@ def my_day(
     require(actor, ENTITY, "read")
     moment = now or utcnow()
     ranges = day_ranges(moment, zone)
-    overdue, overdue_total = _bucket(session, user_id, ranges["overdue"], limit)
-    due_today, due_today_total = _bucket(session, user_id, ranges["due_today"], limit)
-    upcoming, upcoming_total = _bucket(session, user_id, ranges["upcoming"], limit)
+    overdue, overdue_total = _bucket(session, user_id, ranges["overdue"], limit, zone)
+    due_today, due_today_total = _bucket(session, user_id, ranges["due_today"], limit, zone)
+    upcoming, upcoming_total = _bucket(session, user_id, ranges["upcoming"], limit, zone)
     return MyDay(
         today=ranges["today"],
         timezone=str(zone),
@@ -721,8 +735,10 @@ def my_day(
 
 def _deals_needing_next_step(
     session: Session, actor: Actor, user_id: int, today: date
-) -> list[Any]:
-    return []
+) -> list[DealRead]:
+    if not can(actor, "deals", "read"):
+        return []
+    return deals_service.deals_needing_next_step(session, user_id, today, limit=DEALS_LIMIT)
 
 
 def team_tasks(
