@@ -19,9 +19,9 @@ Currency = Annotated[
     Field(description="ISO 4217 code, e.g. JPY or USD."),
 ]
 Percent = Annotated[int, Field(ge=0, le=100)]
-#: Amounts: never negative, below a quadrillion, at most four decimals (the currency's own
+#: Amounts: never negative, below ten trillion, at most four decimals (the currency's own
 #: scale is checked by the service).
-Amount = Annotated[Decimal, Field(ge=0, lt=Decimal("1e15"), max_digits=19, decimal_places=4)]
+Amount = Annotated[Decimal, Field(ge=0, lt=Decimal("1e13"), max_digits=17, decimal_places=4)]
 
 StageKind = Literal["open", "won", "lost"]
 DealStatus = Literal["open", "won", "lost"]
@@ -46,14 +46,11 @@ FORECAST_CATEGORIES: tuple[str, ...] = ForecastCategory.__args__  # type: ignore
 # ----------------------------------------------------------------------------- pipelines
 
 
-class StageIn(BaseModel):
-    """A stage as a pipeline is created or its stages replaced; ``id`` keeps an existing one."""
+class StageFields(BaseModel):
+    """What a stage is: its name, win probability, kind, required fields and rotting days."""
 
     model_config = ConfigDict(extra="forbid")
 
-    id: RecordId | None = Field(
-        default=None, description="An existing stage of this pipeline (when replacing stages)."
-    )
     name: Name
     probability: Percent = Field(description="Win probability in percent (won 100, lost 0).")
     kind: StageKind = "open"
@@ -63,7 +60,15 @@ class StageIn(BaseModel):
     )
 
 
-class StageCreate(StageIn):
+class StageIn(StageFields):
+    """A stage as a pipeline is created or its stages replaced; ``id`` keeps an existing one."""
+
+    id: RecordId | None = Field(
+        default=None, description="An existing stage of this pipeline (when replacing stages)."
+    )
+
+
+class StageCreate(StageFields):
     """A stage added to a pipeline, at ``position`` (0 = first) or after the last open stage."""
 
     model_config = ConfigDict(

@@ -85,6 +85,7 @@ from ichigen.crm.deals.schemas import (
     PipelineUpdate,
     StageChangeRead,
     StageCreate,
+    StageFields,
     StageIn,
     StageRead,
     StageUpdate,
@@ -324,7 +325,7 @@ def _default_pipeline_id(session: Session) -> int | None:
     )
 
 
-def _new_stage(pipeline_id: int, data: StageIn, position: int, now: datetime) -> Stage:
+def _new_stage(pipeline_id: int, data: StageFields, position: int, now: datetime) -> Stage:
     return Stage(
         pipeline_id=pipeline_id,
         name=data.name,
@@ -563,12 +564,20 @@ def delete_pipeline(
     require(actor, PIPELINES, "write")
     row = _pipeline_row(session, pipeline_id)
     _check_version(row, if_version, f"Pipeline {pipeline_id}")
-    if _has_deals(session, pipeline_id=pipeline_id):
+    stages = _stages_of(session, row.id)
+    in_history = session.scalar(
+        select(DealStageChange.id)
+        .where(
+            (DealStageChange.pipeline_id == pipeline_id)
+            | DealStageChange.to_stage_id.in_([s.id for s in stages])
+        )
+        .limit(1)
+    )
+    if _has_deals(session, pipeline_id=pipeline_id) or in_history is not None:
         raise Conflict(
-            f"The pipeline '{row.name}' has deals; archive it instead.",
+            f"The pipeline '{row.name}' has or had deals; archive it instead.",
             [FieldError(("pipeline_id",), "the pipeline has deals")],
         )
-    stages = _stages_of(session, row.id)
     record_change(
         session, actor, PIPELINES, row.id, "delete", diff(_pipeline_snapshot(row, stages), {})
     )
