@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import sys
 from collections.abc import AsyncIterator
@@ -22,6 +23,7 @@ from ichigen.collect.ingest import CollectMetrics, Collector
 from ichigen.collect.store_process import open_event_store
 from ichigen.core.db import Database
 from ichigen.core.settings import Settings, get_settings
+from ichigen.crm.tasks.reminders import reminder_loop
 from ichigen.web import problems
 from ichigen.web.api import api_router
 from ichigen.web.middleware import BodyLimitMiddleware, Metrics, MetricsMiddleware
@@ -81,11 +83,19 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
                 open_collector, settings, db, collect_metrics
             )
             upkeep = asyncio.create_task(_retention_loop(app.state.collect.collector, db))
+        reminding = (
+            asyncio.create_task(reminder_loop(db, settings)) if settings.reminders_enabled else None
+        )
         try:
             yield
         finally:
             if upkeep is not None:
                 upkeep.cancel()
+            if reminding is not None:
+                reminding.cancel()
+                # A pass in progress finishes before the database is closed.
+                with contextlib.suppress(asyncio.CancelledError):
+                    await reminding
             if app.state.collect is not None:
                 await to_thread.run_sync(app.state.collect.collector.close)
                 app.state.collect = None
