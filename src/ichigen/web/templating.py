@@ -112,6 +112,7 @@ class NavItem:
 NAVIGATION: list[NavItem] = [
     NavItem("contacts", N_("Contacts"), "/contacts", "contacts"),
     NavItem("companies", N_("Companies"), "/companies", "companies"),
+    NavItem("dashboard", N_("Dashboard"), "/dashboard", "deals", ("/quotas", "/exchange-rates")),
     NavItem("sources", N_("Sources"), "/sources", "sources", ("/failed-events",)),
     NavItem("settings", N_("Settings"), "/settings", None),
 ]

@@ -97,7 +97,7 @@ Rows = Select[*tuple[Any, ...]]
 # ----------------------------------------------------------------------------- periods
 
 
-def _add_months(day: date, months: int) -> date:
+def add_months(day: date, months: int) -> date:
     """The first day of the month ``months`` after the month of ``day``."""
     index = day.year * 12 + day.month - 1 + months
     return date(index // 12, index % 12 + 1, 1)
@@ -140,23 +140,23 @@ class Period:
     def months(self) -> list[Period]:
         """The calendar months that start within the period."""
         found: list[Period] = []
-        month = self.start if self.start.day == 1 else _add_months(self.start, 1)
+        month = self.start if self.start.day == 1 else add_months(self.start, 1)
         while month < self.end:
             found.append(month_of(month))
-            month = _add_months(month, 1)
+            month = add_months(month, 1)
         return found
 
 
 def month_of(day: date) -> Period:
     """The month that holds ``day``."""
     start = day.replace(day=1)
-    return Period("month", start, _add_months(start, 1))
+    return Period("month", start, add_months(start, 1))
 
 
 def quarter_of(day: date) -> Period:
     """The calendar quarter that holds ``day``."""
     start = date(day.year, (day.month - 1) // 3 * 3 + 1, 1)
-    return Period("quarter", start, _add_months(start, 3))
+    return Period("quarter", start, add_months(start, 3))
 
 
 def year_of(day: date) -> Period:
@@ -165,7 +165,7 @@ def year_of(day: date) -> Period:
 
 def parse_period(text: str, loc: Loc = ("period",)) -> Period:
     """A year (``2026``), a quarter (``2026-Q4``) or a month (``2026-11``); else a 422."""
-    found = _PERIOD.fullmatch(text.strip())
+    found = _PERIOD.fullmatch(text.strip().upper())
     year = int(found.group(1)) if found else 0
     month = int(found.group(3)) if found and found.group(3) else 1
     if found is None or not 1 <= year <= 9998 or not 1 <= month <= 12:
@@ -1481,6 +1481,18 @@ class DashboardCharts(BaseModel):
     activity_per_rep: list[ActivityBar]
 
 
+def report_pipelines(session: Session) -> list[tuple[int, str]]:
+    """The pipelines a report may be narrowed to (id, name), in their order."""
+    return [
+        (row.id, row.name)
+        for row in session.execute(
+            select(Pipeline.id, Pipeline.name)
+            .where(Pipeline.archived.is_(False))
+            .order_by(Pipeline.position, Pipeline.id)
+        )
+    ]
+
+
 def chart_pipeline(session: Session, pipeline_id: int | None) -> Pipeline | None:
     """The pipeline a chart shows: the one asked for, else the default, else the first."""
     if pipeline_id is not None:
@@ -1537,7 +1549,7 @@ def pipeline_by_stage(session: Session, scope: ReportScope, today: date) -> Pipe
 def win_rate_trend(session: Session, scope: ReportScope) -> list[MonthWinRate]:
     """Win rate per month over the twelve months up to the end of the scope's period."""
     last = month_of(scope.period.last_day)
-    months = Period("range", _add_months(last.start, 1 - TREND_MONTHS), last.end)
+    months = Period("range", add_months(last.start, 1 - TREND_MONTHS), last.end)
     window = ReportScope(months, scope.currency, scope.group, scope.pipeline_id)
     day = _utc_day(Deal.closed_at, _dialect(session))
     stmt = (
