@@ -16,12 +16,13 @@ from datetime import UTC, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, func, insert, select
 from sqlalchemy.orm import Session
 
 from ichigen.auth import service as auth_service
 from ichigen.auth.permissions import require, require_owner_access
-from ichigen.core.audit import Actor, diff, record_change
+from ichigen.core.audit import Actor, AuditEntry, audit_row, diff, record_change
+from ichigen.core.bulk import insert_returning_ids
 from ichigen.core.clock import utcnow
 from ichigen.core.db import session_settings
 from ichigen.core.errors import (
@@ -923,3 +924,129 @@ def import_meetings_ical(
         dry_run=dry_run,
         events=[p.result for p in plans],
     )
+
+
+# ----------------------------------------------------------------------------- many at once
+
+
+def log_activities(
+    session: Session, items: Sequence[ActivityCreate], actor: Actor, *, commit: bool = True
+) -> list[int]:
+    """Log many activities in one unit of work (demo data, imports): the checks of
+    ``log_activity``, with one query per record type for all the links and one for the
+    owners. Any invalid item refuses the whole batch (its errors under ``items[i]``) and
+    nothing changes. Returns the new ids in the order of ``items``."""
+    if not items:
+        return []
+    for kind in sorted({item.kind for item in items}):
+        _require_write(actor, kind)
+    now = utcnow()
+    wanted: dict[str, set[int]] = {}
+    for item in items:
+        for ref in item.links:
+            wanted.setdefault(ref.type, set()).add(ref.id)
+    found = {
+        "contact": contacts.existing_contact_ids(session, wanted.get("contact", ())),
+        "company": companies.existing_company_ids(session, wanted.get("company", ())),
+        "deal": deals.existing_deal_ids(session, wanted.get("deal", ())),
+    }
+    owner_ids = {item.owner_id for item in items if item.owner_id is not None}
+    if actor.user_id is not None:
+        owner_ids.add(actor.user_id)
+    owners = auth_service.users_by_id(session, owner_ids)
+    errors: list[FieldError] = []
+    prepared: list[tuple[str, dict[str, Any], list[RecordRef], int | None]] = []
+    for index, item in enumerate(items):
+        own: list[FieldError] = []
+        given = set(item.model_fields_set)
+        values = item.model_dump(include=set(COLUMNS))
+        values["occurred_at"] = item.occurred_at or now
+        if values.get("owner_id") is None and "owner_id" not in given:
+            values["owner_id"] = actor.user_id
+        owner_id = values.get("owner_id")
+        if owner_id is not None:
+            owner = owners.get(owner_id)
+            if owner is None:
+                own.append(FieldError(("owner_id",), "no such user"))
+            elif not owner.is_active:
+                own.append(FieldError(("owner_id",), "the owner is an inactive user"))
+        if not item.links:
+            own.append(
+                FieldError(
+                    ("links",),
+                    "an activity must be linked to at least one contact, company or deal",
+                    "missing",
+                )
+            )
+        for link_index, ref in enumerate(item.links):
+            if ref.type == "ticket":
+                own.append(FieldError(("links", link_index), "tickets cannot be linked yet"))
+            elif ref.id not in found[ref.type]:
+                own.append(FieldError(("links", link_index), f"{ref.type} {ref.id} does not exist"))
+        # The owner is checked above, so the per-item check is told it is unchanged.
+        _normalise(session, item.kind, values, given, {"owner_id": owner_id}, own)
+        errors += [FieldError(("items", index, *e.loc), e.msg, e.type) for e in own]
+        prepared.append((item.kind, values, _unique_links(item.links), item.task_id))
+    seen_external: dict[str, int] = {}
+    for index, (_kind, values, _links, _task) in enumerate(prepared):
+        external_id = values.get("external_id")
+        if external_id and seen_external.setdefault(external_id, index) != index:
+            errors.append(FieldError(("items", index, "external_id"), "listed twice"))
+    if errors:
+        raise ValidationFailed("Some activities have invalid fields.", errors)
+    for _kind, values, _links, _task in prepared:
+        _check_external_id(session, values.get("external_id"), None)
+    rows: list[dict[str, Any]] = [
+        {
+            "kind": kind,
+            "task_id": task_id,
+            "ical_uid": None,
+            "custom": {},
+            "version": 1,
+            "created_at": now,
+            "updated_at": now,
+            **{name: values.get(name, _EMPTY.get(name)) for name in COLUMNS},
+        }
+        for kind, values, _links, task_id in prepared
+    ]
+    ids = insert_returning_ids(session, Activity.__table__, rows)  # type: ignore[arg-type]
+    link_rows = [
+        {
+            "activity_id": activity_id,
+            "record_type": ref.type,
+            "record_id": ref.id,
+            "kind": row["kind"],
+            "occurred_at": row["occurred_at"],
+        }
+        for activity_id, row, (_kind, _values, links, _task) in zip(
+            ids, rows, prepared, strict=True
+        )
+        for ref in links
+    ]
+    session.execute(insert(ActivityLink), link_rows)
+    session.execute(
+        insert(AuditEntry),
+        [
+            audit_row(
+                actor,
+                ENTITY,
+                activity_id,
+                "create",
+                diff(
+                    {},
+                    {
+                        **{name: row[name] for name in _AUDITED},
+                        "links": sorted(map(_link_key, links)),
+                    },
+                ),
+            )
+            for activity_id, row, (_kind, _values, links, _task) in zip(
+                ids, rows, prepared, strict=True
+            )
+        ],
+    )
+    if commit:
+        session.commit()
+    else:
+        session.flush()
+    return ids
