@@ -123,18 +123,17 @@ def _structure(lines: list[tuple[int, str]]) -> list[int]:
                 events.append(number)
             stack.append((component, number))
         elif name == "END":
-            if not stack:
+            if component not in (c for c, _ in stack):
                 problems.append(_problem(f"line {number}: END:{component} without a BEGIN"))
-            elif stack[-1][0] != component:
-                opened, at = stack[-1]
+                continue
+            while stack[-1][0] != component:
+                opened, at = stack.pop()
                 problems.append(
                     _problem(
                         f"line {number}: END:{component} does not close BEGIN:{opened} (line {at})"
                     )
                 )
-                stack.pop()
-            else:
-                stack.pop()
+            stack.pop()
         elif not stack:
             problems.append(_problem(f"line {number}: {name} outside BEGIN:VCALENDAR"))
     for component, at in stack:
