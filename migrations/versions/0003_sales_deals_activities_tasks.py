@@ -373,7 +373,17 @@ def upgrade() -> None:
         )
         batch_op.create_index(
             "ix_deals_owner_id_status_close",
-            ["owner_id", "status", "expected_close_date"],
+            [
+                "owner_id",
+                "status",
+                "expected_close_date",
+                "currency",
+                "stage_id",
+                "probability_override",
+                "forecast_category",
+                "amount",
+                "pipeline_id",
+            ],
             unique=False,
         )
         batch_op.create_index("ix_deals_pipeline_id_id", ["pipeline_id", "id"], unique=False)
@@ -381,9 +391,25 @@ def upgrade() -> None:
             "ix_deals_stage_id_position_id", ["stage_id", "board_position", "id"], unique=False
         )
         batch_op.create_index(
-            "ix_deals_status_close", ["status", "expected_close_date"], unique=False
+            "ix_deals_status_close",
+            [
+                "status",
+                "expected_close_date",
+                "owner_id",
+                "currency",
+                "stage_id",
+                "probability_override",
+                "forecast_category",
+                "amount",
+                "pipeline_id",
+            ],
+            unique=False,
         )
-        batch_op.create_index("ix_deals_status_closed_at", ["status", "closed_at"], unique=False)
+        batch_op.create_index(
+            "ix_deals_status_closed_at",
+            ["status", "closed_at", "owner_id", "currency", "amount", "pipeline_id", "created_at"],
+            unique=False,
+        )
         batch_op.create_index("ix_deals_updated_at_id", ["updated_at", "id"], unique=False)
 
     op.create_table(
@@ -463,9 +489,15 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id", name=op.f("pk_deal_stage_changes")),
     )
     with op.batch_alter_table("deal_stage_changes", schema=None) as batch_op:
-        batch_op.create_index("ix_deal_stage_changes_changed_at", ["changed_at"], unique=False)
         batch_op.create_index(
-            "ix_deal_stage_changes_deal_id_changed_at", ["deal_id", "changed_at"], unique=False
+            "ix_deal_stage_changes_changed_at",
+            ["changed_at", "deal_id", "to_stage_id", "pipeline_id", "id"],
+            unique=False,
+        )
+        batch_op.create_index(
+            "ix_deal_stage_changes_deal_id_changed_at",
+            ["deal_id", "changed_at", "id", "to_stage_id"],
+            unique=False,
         )
 
     op.create_table(

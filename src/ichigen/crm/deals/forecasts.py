@@ -30,7 +30,6 @@ from sqlalchemy import (
     and_,
     case,
     cast,
-    exists,
     func,
     literal_column,
     or_,
@@ -56,7 +55,15 @@ from ichigen.core.errors import (
 from ichigen.core.query import ListField, Sort, apply_sort_and_cursor, decode_cursor, encode_cursor
 from ichigen.core.schemas import Page, RecordId
 from ichigen.crm.activities import service as activities_service
-from ichigen.crm.deals.models import Deal, DealStageChange, ExchangeRate, Pipeline, Quota, Stage
+from ichigen.crm.deals.models import (
+    Deal,
+    DealStageChange,
+    DealStageTotal,
+    ExchangeRate,
+    Pipeline,
+    Quota,
+    Stage,
+)
 
 #: Audit entities of the records kept here.
 RATES_ENTITY = "exchange_rates"
@@ -899,6 +906,7 @@ class _People:
     def __init__(self, session: Session) -> None:
         self.users: dict[int, UserRead] = {u.id: u for u in auth_service.list_users(session)}
         self.teams: dict[int, TeamRead] = {t.id: t for t in auth_service.list_teams(session)}
+        self._rows: dict[tuple[int | None, str], _Holder] = {}
 
     def user_row(self, user_id: int) -> _Holder:
         user = self.users.get(user_id)
@@ -916,12 +924,18 @@ class _People:
         return _Holder(f"team:{team_id}", "team", None, team_id, self.teams[team_id].name)
 
     def row(self, owner_id: int | None, group: Grouping) -> _Holder:
-        if owner_id is None:
-            return _UNASSIGNED
-        if group == "rep":
-            return self.user_row(owner_id)
-        user = self.users.get(owner_id)
-        return self.team_row(user.team_id if user else None)
+        """The row a deal owner's figures go to (reports ask once per group of deals)."""
+        found = self._rows.get((owner_id, group))
+        if found is None:
+            if owner_id is None:
+                found = _UNASSIGNED
+            elif group == "rep":
+                found = self.user_row(owner_id)
+            else:
+                user = self.users.get(owner_id)
+                found = self.team_row(user.team_id if user else None)
+            self._rows[(owner_id, group)] = found
+        return found
 
 
 def _sorted(holders: Iterable[_Holder]) -> list[_Holder]:
@@ -1059,18 +1073,23 @@ class _ForecastSums:
         )
 
 
+def _foreign_day(day: Any, scope: ReportScope) -> ColumnElement[date | None]:
+    """The day, for amounts in another currency than the report's (they convert at that day's
+    rate); none for amounts already in it, so that those group without it."""
+    return case((Deal.currency == scope.currency, None), else_=day)
+
+
 def _open_in_period(scope: ReportScope) -> Rows:
-    """Open deals expected to close in the period, grouped by owner, currency, day, category."""
-    category = deal_category()
-    return (
+    """Open deals expected to close in the period, by owner, currency, day and category: the
+    count, the amount and the amount times the probability (percent)."""
+    deals = (
         select(
-            Deal.owner_id,
-            Deal.currency,
-            Deal.expected_close_date,
-            category,
-            func.count(),
-            _sum(Deal.amount),
-            _sum(Deal.amount * deal_probability()),
+            Deal.owner_id.label("owner_id"),
+            Deal.currency.label("currency"),
+            _foreign_day(Deal.expected_close_date, scope).label("day"),
+            deal_category().label("category"),
+            Deal.amount.label("amount"),
+            (Deal.amount * deal_probability()).label("weighted"),
         )
         .join(Stage, Stage.id == Deal.stage_id)
         .where(
@@ -1079,23 +1098,33 @@ def _open_in_period(scope: ReportScope) -> Rows:
             Deal.expected_close_date < scope.period.end,
             *_in_pipeline(scope),
         )
-        .group_by(Deal.owner_id, Deal.currency, Deal.expected_close_date, category)
+        .subquery()
     )
+    keys = (deals.c.owner_id, deals.c.currency, deals.c.day, deals.c.category)
+    return select(*keys, func.count(), _sum(deals.c.amount), _sum(deals.c.weighted)).group_by(*keys)
 
 
 def _closed_in_period(scope: ReportScope, dialect: str, statuses: Sequence[str]) -> Rows:
-    """Deals closed in the period with these statuses, by owner, status, currency and day."""
-    day = _utc_day(Deal.closed_at, dialect)
-    return (
-        select(Deal.owner_id, Deal.status, Deal.currency, day, func.count(), _sum(Deal.amount))
+    """Deals closed in the period with these statuses, by owner, status, currency and day (of
+    the close, in UTC): the count and the amount."""
+    deals = (
+        select(
+            Deal.owner_id.label("owner_id"),
+            Deal.status.label("status"),
+            Deal.currency.label("currency"),
+            _foreign_day(_utc_day(Deal.closed_at, dialect), scope).label("day"),
+            Deal.amount.label("amount"),
+        )
         .where(
             Deal.status.in_(statuses),
             Deal.closed_at >= scope.period.start_at,
             Deal.closed_at < scope.period.end_at,
             *_in_pipeline(scope),
         )
-        .group_by(Deal.owner_id, Deal.status, Deal.currency, day)
+        .subquery()
     )
+    keys = (deals.c.owner_id, deals.c.status, deals.c.currency, deals.c.day)
+    return select(*keys, func.count(), _sum(deals.c.amount)).group_by(*keys)
 
 
 def _quotas_within(session: Session, period: Period) -> list[Quota]:
@@ -1156,20 +1185,22 @@ def forecast(session: Session, actor: Actor, scope: ReportScope) -> ForecastRead
     people = _People(session)
     target = scope.currency
     sums: dict[_Holder, _ForecastSums] = defaultdict(_ForecastSums)
+    start = scope.period.start
     for owner_id, _status, currency, day, count, amount in won:
         entry = sums[people.row(owner_id, scope.group)]
         entry.won_count += count
         if amount is not None:
-            entry.won += book.convert(amount, currency, target, day)
+            entry.won += amount * book.factor(currency, target, day or start)
     for owner_id, currency, day, category, count, amount, weighted in opened:
         entry = sums[people.row(owner_id, scope.group)]
+        factor = book.factor(currency, target, day or start)
         if amount is not None:
-            entry.categories[category] += book.convert(amount, currency, target, day)
+            entry.categories[category] += amount * factor
         if category == "omitted":
             continue
         entry.open_count += count
         if weighted is not None:
-            entry.weighted_open += book.convert(weighted, currency, target, day) / HUNDRED
+            entry.weighted_open += weighted * factor / HUNDRED
     for holder, amount in _quota_by_holder(quotas, scope, people, book).items():
         sums[holder].quota = amount
     total = _ForecastSums()
@@ -1323,39 +1354,59 @@ def stage_conversion(session: Session, scope: ReportScope) -> list[StageConversi
     From the stage history, so a deal that skipped a stage never entered it; a deal that
     entered a stage twice in the period counts once.
     """
+    # Stage positions and kinds by id (a few dozen), so that each deal's later moves are read
+    # from the history's index alone, without a join per move.
+    kinds = {
+        row.id: (row.position, row.kind)
+        for row in session.execute(select(Stage.id, Stage.position, Stage.kind))
+    }
     entry = aliased(DealStageChange)
     later = aliased(DealStageChange)
     stage = aliased(Stage)
-    reached = aliased(Stage)
-    after_entry = and_(
-        later.deal_id == entry.deal_id,
-        reached.id == later.to_stage_id,
-        or_(
-            later.changed_at > entry.changed_at,
-            and_(later.changed_at == entry.changed_at, later.id > entry.id),
-        ),
+    position_reached = case(
+        {sid: position for sid, (position, kind) in kinds.items() if kind != "lost"},
+        value=later.to_stage_id,
+        else_=None,
     )
-    advanced = exists().where(
-        after_entry, reached.position > stage.position, reached.kind != "lost"
-    )
-    won = exists().where(after_entry, reached.kind == "won")
-    stmt = (
+    won_ids = [sid for sid, (_, kind) in kinds.items() if kind == "won"]
+    # 2 if the deal was won after this entry, plus 1 if it moved on to a later stage.
+    outcome = (
         select(
-            entry.to_stage_id,
-            func.count(entry.deal_id.distinct()),
-            func.count(case((advanced, entry.deal_id)).distinct()),
-            func.count(case((won, entry.deal_id)).distinct()),
+            func.max(case((later.to_stage_id.in_(won_ids), 2), else_=0))
+            + func.max(case((position_reached > stage.position, 1), else_=0))
+        )
+        .where(
+            later.deal_id == entry.deal_id,
+            or_(
+                later.changed_at > entry.changed_at,
+                and_(later.changed_at == entry.changed_at, later.id > entry.id),
+            ),
+        )
+        .scalar_subquery()
+    )
+    # A deal's first entry into a stage in the period sees every move the later ones see, so
+    # the largest outcome over its entries is the one of its first.
+    entries = (
+        select(
+            entry.to_stage_id.label("stage_id"),
+            func.coalesce(func.max(outcome), 0).label("outcome"),
         )
         .join(stage, stage.id == entry.to_stage_id)
         .where(
             entry.changed_at >= scope.period.start_at,
             entry.changed_at < scope.period.end_at,
             stage.kind == "open",
+            *([entry.pipeline_id == scope.pipeline_id] if scope.pipeline_id is not None else []),
         )
-        .group_by(entry.to_stage_id)
+        .group_by(entry.to_stage_id, entry.deal_id)
+        .subquery()
     )
-    if scope.pipeline_id is not None:
-        stmt = stmt.where(entry.pipeline_id == scope.pipeline_id)
+    stmt = select(
+        entries.c.stage_id,
+        func.count(),
+        func.sum(case((entries.c.outcome.in_((1, 3)), 1), else_=0)),
+        func.sum(case((entries.c.outcome >= 2, 1), else_=0)),
+    ).group_by(entries.c.stage_id)
     counts = {row[0]: (row[1], row[2], row[3]) for row in session.execute(stmt)}
     stages = select(Pipeline, Stage).join(Stage, Stage.pipeline_id == Pipeline.id)
     stages = stages.where(Stage.kind == "open")
@@ -1404,7 +1455,9 @@ def sales_metrics(session: Session, actor: Actor, scope: ReportScope) -> SalesMe
     sums: dict[_Holder, _SalesSums] = defaultdict(_SalesSums)
     for owner_id, status, currency, day, count, amount in closed:
         entry = sums[people.row(owner_id, scope.group)]
-        converted = book.convert(amount, currency, target, day) if amount is not None else ZERO
+        converted = ZERO
+        if amount is not None:
+            converted = amount * book.factor(currency, target, day or scope.period.start)
         if status == "won":
             entry.won_count += count
             entry.won_amount += converted
@@ -1518,18 +1571,26 @@ def pipeline_by_stage(session: Session, scope: ReportScope, today: date) -> Pipe
             .order_by(Stage.position, Stage.id)
         )
     )
+    # The board's running totals (kept by the deals service with every write): a few rows
+    # per stage, owner and currency, however many deals there are.
     groups = session.execute(
-        select(Deal.stage_id, Deal.currency, func.count(), _sum(Deal.amount))
-        .where(Deal.pipeline_id == pipeline.id, Deal.status == "open")
-        .group_by(Deal.stage_id, Deal.currency)
+        select(
+            DealStageTotal.stage_id,
+            DealStageTotal.currency,
+            func.sum(DealStageTotal.deal_count),
+            func.sum(DealStageTotal.amount_minor),
+        )
+        .join(Stage, Stage.id == DealStageTotal.stage_id)
+        .where(Stage.pipeline_id == pipeline.id, Stage.kind == "open")
+        .group_by(DealStageTotal.stage_id, DealStageTotal.currency)
     ).all()
     book = RateBook.load(session, {g[1] for g in groups} | {scope.currency}, today)
     counts: Counter[int] = Counter()
     amounts: dict[int, Decimal] = defaultdict(lambda: ZERO)
-    for stage_id, currency, count, amount in groups:
-        counts[stage_id] += count
-        if amount is not None:
-            amounts[stage_id] += book.convert(amount, currency, scope.currency, today)
+    for stage_id, currency, count, minor in groups:
+        counts[stage_id] += int(count or 0)
+        amount = Decimal(int(minor or 0)).scaleb(-currency_scale(currency))
+        amounts[stage_id] += book.convert(amount, currency, scope.currency, today)
     return PipelineByStage(
         pipeline_id=pipeline.id,
         pipeline_name=pipeline.name,
