@@ -1369,45 +1369,62 @@ def stage_conversion(session: Session, scope: ReportScope) -> list[StageConversi
         else_=None,
     )
     won_ids = [sid for sid, (_, kind) in kinds.items() if kind == "won"]
-    # 2 if the deal was won after this entry, plus 1 if it moved on to a later stage.
-    outcome = (
-        select(
-            func.max(case((later.to_stage_id.in_(won_ids), 2), else_=0))
-            + func.max(case((position_reached > stage.position, 1), else_=0))
-        )
-        .where(
-            later.deal_id == entry.deal_id,
-            or_(
-                later.changed_at > entry.changed_at,
-                and_(later.changed_at == entry.changed_at, later.id > entry.id),
-            ),
-        )
-        .scalar_subquery()
+    in_period = [
+        entry.changed_at >= scope.period.start_at,
+        entry.changed_at < scope.period.end_at,
+        stage.kind == "open",
+        *([entry.pipeline_id == scope.pipeline_id] if scope.pipeline_id is not None else []),
+    ]
+    after_entry = and_(
+        later.deal_id == entry.deal_id,
+        later.changed_at >= scope.period.start_at,
+        later.changed_at >= entry.changed_at,
+        or_(later.changed_at > entry.changed_at, later.id > entry.id),
     )
-    # A deal's first entry into a stage in the period sees every move the later ones see, so
-    # the largest outcome over its entries is the one of its first.
-    entries = (
-        select(
-            entry.to_stage_id.label("stage_id"),
-            func.coalesce(func.max(outcome), 0).label("outcome"),
+    advanced_after = func.max(case((position_reached > stage.position, 1), else_=0))
+    won_after = func.max(case((later.to_stage_id.in_(won_ids), 1), else_=0))
+    # A deal's first entry into a stage sees every move its later entries see, so a stage
+    # counts a deal once, with what happened after its first entry in the period.
+    if _dialect(session) == "postgresql":
+        # Each entry joined to the deal's later moves: one hash join over the period.
+        entries = (
+            select(
+                entry.to_stage_id.label("stage_id"),
+                advanced_after.label("advanced"),
+                won_after.label("won"),
+            )
+            .select_from(entry)
+            .join(stage, stage.id == entry.to_stage_id)
+            .outerjoin(later, after_entry)
+            .where(*in_period)
+            .group_by(entry.to_stage_id, entry.deal_id)
+            .subquery()
         )
-        .join(stage, stage.id == entry.to_stage_id)
-        .where(
-            entry.changed_at >= scope.period.start_at,
-            entry.changed_at < scope.period.end_at,
-            stage.kind == "open",
-            *([entry.pipeline_id == scope.pipeline_id] if scope.pipeline_id is not None else []),
+    else:
+        # SQLite reads each entry's later moves from the history's deal index, once per entry.
+        outcome = select(won_after * 2 + advanced_after).where(after_entry).scalar_subquery()
+        per_entry = (
+            select(
+                entry.to_stage_id.label("stage_id"),
+                func.coalesce(func.max(outcome), 0).label("outcome"),
+            )
+            .join(stage, stage.id == entry.to_stage_id)
+            .where(*in_period)
+            .group_by(entry.to_stage_id, entry.deal_id)
+            .subquery()
         )
-        .group_by(entry.to_stage_id, entry.deal_id)
-        .subquery()
-    )
+        entries = select(
+            per_entry.c.stage_id,
+            case((per_entry.c.outcome.in_((1, 3)), 1), else_=0).label("advanced"),
+            case((per_entry.c.outcome >= 2, 1), else_=0).label("won"),
+        ).subquery()
     stmt = select(
         entries.c.stage_id,
         func.count(),
-        func.sum(case((entries.c.outcome.in_((1, 3)), 1), else_=0)),
-        func.sum(case((entries.c.outcome >= 2, 1), else_=0)),
+        func.sum(entries.c.advanced),
+        func.sum(entries.c.won),
     ).group_by(entries.c.stage_id)
-    counts = {row[0]: (row[1], row[2], row[3]) for row in session.execute(stmt)}
+    counts = {row[0]: (int(row[1]), int(row[2]), int(row[3])) for row in session.execute(stmt)}
     stages = select(Pipeline, Stage).join(Stage, Stage.pipeline_id == Pipeline.id)
     stages = stages.where(Stage.kind == "open")
     if scope.pipeline_id is not None:
