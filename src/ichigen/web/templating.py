@@ -112,6 +112,8 @@ class NavItem:
 NAVIGATION: list[NavItem] = [
     NavItem("contacts", N_("Contacts"), "/contacts", "contacts"),
     NavItem("companies", N_("Companies"), "/companies", "companies"),
+    NavItem("my-day", N_("My day"), "/my-day", "tasks"),
+    NavItem("tasks", N_("Tasks"), "/tasks", "tasks"),
     NavItem("dashboard", N_("Dashboard"), "/dashboard", "deals", ("/quotas", "/exchange-rates")),
     NavItem("sources", N_("Sources"), "/sources", "sources", ("/failed-events",)),
     NavItem("settings", N_("Settings"), "/settings", None),

@@ -132,6 +132,10 @@ def test_lists_filter_sort_and_page(api_on: Api) -> None:
     assert titles(mine=True, status="open", sort="-due_at") == ["T4", "T3", "T2", "T1", "No date"]
     assert titles(mine=True, status=["done", "cancelled"]) == ["T0"]
     assert titles(priority="urgent") == ["No date"]
+    assert titles(mine=True, due="none") == ["No date"]
+    overdue = titles(mine=True, due="overdue", tz="Asia/Tokyo", status="open")
+    assert overdue == ["T1", "T2", "T3", "T4"]
+    assert titles(mine=True, due="today") == []
     window = {"due_from": "2026-03-02T00:00:00Z", "due_to": "2026-03-04T00:00:00Z"}
     assert titles(**window) == ["T1", "T2"]
     first = api.get("/api/v1/tasks", as_=rep, params={"mine": True, "limit": 4}).json()

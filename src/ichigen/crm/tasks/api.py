@@ -14,6 +14,7 @@ from ichigen.core.errors import FieldError, ValidationFailed
 from ichigen.core.schemas import Page, RecordId
 from ichigen.crm.tasks import service
 from ichigen.crm.tasks.schemas import (
+    DueWindow,
     MyDay,
     NotificationRead,
     Priority,
@@ -61,6 +62,14 @@ def list_tasks(
     priority: Annotated[list[Priority], Query(description="Repeatable.")] = [],  # noqa: B006
     due_from: Annotated[AwareDatetime | None, Query(description="Due at or after.")] = None,
     due_to: Annotated[AwareDatetime | None, Query(description="Due before.")] = None,
+    due: Annotated[
+        DueWindow | None,
+        Query(
+            description="Overdue, due today or in the next seven days as My day counts them "
+            "in `tz`, or without a due date."
+        ),
+    ] = None,
+    tz: TimeZone = "UTC",
     record_type: RecordType | None = None,
     record_id: RecordId | None = None,
     sort: Annotated[
@@ -85,6 +94,8 @@ def list_tasks(
             priority=priority,
             due_from=due_from,
             due_to=due_to,
+            due=due,
+            zone=zone_of(tz),
             record_type=record_type,
             record_id=record_id,
             sort=sort,

@@ -13,6 +13,8 @@ from ichigen.crm.deals.schemas import DealRead
 RecordType = Literal["contact", "company", "deal"]
 Priority = Literal["low", "normal", "high", "urgent"]
 Status = Literal["open", "done", "cancelled"]
+#: Due tasks as My day groups them (``none``: no due date).
+DueWindow = Literal["overdue", "today", "upcoming", "none"]
 PRIORITIES: tuple[Priority, ...] = ("low", "normal", "high", "urgent")
 STATUSES: tuple[Status, ...] = ("open", "done", "cancelled")
 RECORD_TYPES: tuple[RecordType, ...] = ("contact", "company", "deal")

@@ -43,6 +43,7 @@ from ichigen.crm.deals.schemas import DealRead
 from ichigen.crm.tasks.models import Notification, Task
 from ichigen.crm.tasks.queries import SORT_FIELDS, count_open_of, due_within, open_tasks_of
 from ichigen.crm.tasks.schemas import (
+    DueWindow,
     MemberTasks,
     MyDay,
     NotificationRead,
@@ -82,6 +83,8 @@ _DEFAULTS: dict[str, Any] = {
     "recurrence": None,
     "external_id": None,
 }
+#: The ranges of ``day_ranges`` that ``list_tasks(due=…)`` picks.
+_WINDOWS = {"overdue": "overdue", "today": "due_today", "upcoming": "upcoming"}
 #: Deals needing a next step that My day lists.
 DEALS_LIMIT = 20
 #: Fields that may not be null: sending null puts back the default.
@@ -233,6 +236,8 @@ def list_tasks(
     priority: Iterable[str] = (),
     due_from: datetime | None = None,
     due_to: datetime | None = None,
+    due: DueWindow | None = None,
+    zone: tzinfo = UTC,
     record_type: str | None = None,
     record_id: int | None = None,
     sort: str | None = None,
@@ -240,9 +245,15 @@ def list_tasks(
     limit: int = 50,
 ) -> Page[TaskRead]:
     """A page of tasks, filtered, sorted by due time (default, tasks without one last) or by
-    creation or change time, cursor-paged. ``due_to`` is exclusive."""
+    creation or change time, cursor-paged. ``due_to`` is exclusive; ``due`` picks the tasks
+    overdue, due today or in the next seven days as My day counts them in ``zone`` (or those
+    without a due date)."""
     require(actor, ENTITY, "read")
     stmt = select(Task)
+    if due == "none":
+        stmt = stmt.where(Task.due_at.is_(None))
+    elif due is not None:
+        stmt = stmt.where(day_ranges(utcnow(), zone)[_WINDOWS[due]])
     if assignee_id is not None:
         stmt = stmt.where(Task.assignee_id == assignee_id)
     elif unassigned:
