@@ -112,6 +112,7 @@ class NavItem:
 NAVIGATION: list[NavItem] = [
     NavItem("contacts", N_("Contacts"), "/contacts", "contacts"),
     NavItem("companies", N_("Companies"), "/companies", "companies"),
+    NavItem("deals", N_("Deals"), "/deals", "deals", ("/pipelines",)),
     NavItem("my-day", N_("My day"), "/my-day", "tasks"),
     NavItem("tasks", N_("Tasks"), "/tasks", "tasks"),
     NavItem("dashboard", N_("Dashboard"), "/dashboard", "deals", ("/quotas", "/exchange-rates")),
