@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import random
 from collections import defaultdict
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -16,7 +16,7 @@ from tests.integration.deals.conftest import Sales, deal
 
 from ichigen.core.audit import Actor
 from ichigen.core.clock import FixedClock, SystemClock, set_clock
-from ichigen.crm.deals import service
+from ichigen.crm.deals import forecasts, service
 from ichigen.crm.deals.schemas import Board, DealUpdate, StageUpdate
 
 
@@ -145,3 +145,18 @@ def test_stalled_cards(session: Session, admin: Actor, sales: Sales) -> None:
 def test_an_unknown_pipeline_has_no_board(session: Session, admin: Actor) -> None:
     with pytest.raises(Exception, match="does not exist"):
         service.kanban(session, 12345, admin)
+
+
+def test_columns_in_several_currencies_are_also_shown_in_the_base_currency(
+    session: Session, admin: Actor, sales: Sales
+) -> None:
+    deal(session, admin, "Yen", amount=Decimal(1000))
+    deal(session, admin, "Dollars", amount=Decimal("10.50"), currency="USD")
+    deal(session, admin, "Euros", stage_id=sales.stage("Meeting"), currency="EUR")
+    column, meeting = service.kanban(session, sales.pipeline.id, admin).columns[:2]
+    assert column.converted is None  # no USD rate yet
+    assert meeting.converted is not None and str(meeting.converted.amount) == "0"
+    forecasts.set_rate(session, "USD", date(2020, 1, 1), Decimal("150"), admin)
+    column = service.kanban(session, sales.pipeline.id, admin).columns[0]
+    assert column.converted is not None
+    assert (column.converted.currency, str(column.converted.amount)) == ("JPY", "2575")

@@ -419,6 +419,11 @@ class BoardColumn(BaseModel):
     stage: StageRead
     count: int
     totals: list[MoneyTotal] = Field(description="The amounts of all its deals, per currency.")
+    converted: MoneyTotal | None = Field(
+        default=None,
+        description="All its amounts in the base currency at today's rates (null when a "
+        "currency has no rate).",
+    )
     deals: list[BoardCard] = Field(description="The first deals, by board position.")
     has_more: bool
 

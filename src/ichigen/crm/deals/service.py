@@ -54,7 +54,7 @@ from ichigen.core.schemas import Page
 from ichigen.core.text import fold
 from ichigen.crm.companies import service as companies
 from ichigen.crm.contacts import service as contacts
-from ichigen.crm.deals import queries
+from ichigen.crm.deals import forecasts, queries
 from ichigen.crm.deals.models import (
     Deal,
     DealContact,
@@ -1758,6 +1758,29 @@ def deals_of_contact(
 # ----------------------------------------------------------------------------- the board
 
 
+def _converted_totals(
+    session: Session, totals: dict[int, list[MoneyTotal]]
+) -> dict[int, MoneyTotal]:
+    """Each column's total in the base currency at today's rates, where every rate is known."""
+    base = session_settings(session).base_currency
+    currencies = {t.currency for column in totals.values() for t in column}
+    if not currencies:
+        return {}
+    today = utcnow().date()
+    book = forecasts.RateBook.load(session, currencies | {base}, today)
+    converted: dict[int, MoneyTotal] = {}
+    for stage_id, column in totals.items():
+        try:
+            amount = sum(
+                (book.convert(t.amount, t.currency, base, today) for t in column if t.amount),
+                Decimal(0),
+            )
+        except forecasts.MissingRate:
+            continue
+        converted[stage_id] = MoneyTotal(currency=base, amount=forecasts.round_money(amount, base))
+    return converted
+
+
 def kanban(
     session: Session,
     pipeline_id: int,
@@ -1794,6 +1817,7 @@ def kanban(
             statement = queries.CARDS_OF_STAGE_AND_OWNER
             params["owner_id"] = owner_id
         cards[stage_id] = list(session.execute(statement, params))
+    converted = _converted_totals(session, totals)
     shown = [row for rows in cards.values() for row in rows[:per_stage]]
     refs = companies.company_refs(session, {r.company_id for r in shown if r.company_id})
     owners = auth_service.users_by_id(session, {r.owner_id for r in shown if r.owner_id})
@@ -1807,6 +1831,7 @@ def kanban(
                 stage=stage,
                 count=counts.get(stage.id, 0),
                 totals=sorted(totals.get(stage.id, []), key=lambda t: t.currency),
+                converted=converted.get(stage.id),
                 has_more=len(rows) > per_stage,
                 deals=[
                     BoardCard(
