@@ -137,7 +137,7 @@
             borderColor: s[2],
             backgroundColor: s[2],
             spanGaps: true,
-            tension: 0.2,
+            cubicInterpolationMode: "monotone",
             data: months.map(function (m) {
               return number(m[s[0]]);
             }),
