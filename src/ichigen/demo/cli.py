@@ -35,6 +35,9 @@ _STAGES = {
     "companies": "Companies",
     "contacts": "Contacts",
     "edits": "Later edits",
+    "rates": "Pipelines, rates",
+    "sales": "Deals, activities",
+    "quotas": "Quotas",
     "indexes": "Indexes, statistics",
 }
 
@@ -43,7 +46,8 @@ def demo(
     size: Annotated[
         Size,
         typer.Option(
-            help="small: 200 companies, 2,000 contacts; medium: 10k/100k; large: 100k/1M."
+            help="small: 200 companies, 2,000 contacts, 300 deals; medium: 10k/100k/3k; "
+            "large: 100k/1M/20k."
         ),
     ] = Size.small,
     seed: Annotated[int, typer.Option(help="Same seed, same data.")] = DEFAULT_SEED,
@@ -101,6 +105,13 @@ def _print_summary(summary: DemoSummary) -> None:
             f"{summary.users} users in {summary.teams} teams, {summary.custom_fields} custom "
             f"fields and {summary.edits:,} later edits in {summary.seconds:.1f} s."
         )
+        sold = summary.sales
+        if sold.deals:
+            console.print(
+                f"sales: {sold.pipelines} pipelines, {sold.deals:,} deals ({sold.open:,} open, "
+                f"{sold.won:,} won, {sold.lost:,} lost), {sold.activities:,} activities, "
+                f"{sold.tasks:,} tasks, {sold.quotas} quotas and {sold.rates} exchange rates."
+            )
     table = Table(title="Demo sign-ins (demo data only: never use these passwords elsewhere)")
     table.add_column("role")
     table.add_column("email")

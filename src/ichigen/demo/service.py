@@ -3,8 +3,10 @@
 Everything is written through the product's own services (users and teams through
 ``auth.service``, companies through ``companies.service``, contacts through
 ``contacts.service.write_contacts`` in batches, custom fields through
-``core.custom_fields``), so the demo exercises the same rules, audit log and indexes as
-real use. Timestamps are spread over the past two years through the clock seam.
+``core.custom_fields``, deals, activities, tasks and quotas through the sales services, see
+``demo.sales``), so the demo exercises the same rules, audit log and indexes as real use.
+Timestamps are spread over the past two years through the clock seam, up to the clock's
+"now" when the load starts.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import random
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -24,7 +26,7 @@ from ichigen.auth.permissions import Role
 from ichigen.auth.schemas import TeamCreate, UserCreate, UserRead
 from ichigen.core import migrate
 from ichigen.core.audit import Actor
-from ichigen.core.clock import FixedClock, SystemClock, set_clock
+from ichigen.core.clock import FixedClock, SystemClock, set_clock, utcnow
 from ichigen.core.custom_fields import (
     CustomFieldCreate,
     CustomFieldRead,
@@ -39,6 +41,7 @@ from ichigen.core.errors import Conflict, FieldError, ValidationFailed
 from ichigen.crm.companies import service as companies
 from ichigen.crm.companies.schemas import CompanyCreate, CompanyUpdate
 from ichigen.crm.contacts import service as contacts
+from ichigen.demo import sales
 from ichigen.demo.names import (
     CONTACT_TAGS,
     EN_COMPANY_STEMS,
@@ -82,12 +85,18 @@ class DemoSize:
     #: Share of contacts edited after the load, so their audit history has several entries.
     edited_share: float
     batch: int
+    #: Deals with their history, activities, tasks and quotas; 0 loads no sales data.
+    deals: int = 0
 
 
 SIZES: dict[str, DemoSize] = {
-    "small": DemoSize(companies=200, contacts=2_000, edited_share=0.08, batch=500),
-    "medium": DemoSize(companies=10_000, contacts=100_000, edited_share=0.02, batch=2_000),
-    "large": DemoSize(companies=100_000, contacts=1_000_000, edited_share=0.005, batch=5_000),
+    "small": DemoSize(companies=200, contacts=2_000, edited_share=0.08, batch=500, deals=300),
+    "medium": DemoSize(
+        companies=10_000, contacts=100_000, edited_share=0.02, batch=2_000, deals=3_000
+    ),
+    "large": DemoSize(
+        companies=100_000, contacts=1_000_000, edited_share=0.005, batch=5_000, deals=20_000
+    ),
 }
 
 
@@ -106,6 +115,7 @@ class DemoSummary:
     companies: int = 0
     contacts: int = 0
     edits: int = 0
+    sales: sales.SalesSummary = field(default_factory=sales.SalesSummary)
     seconds: float = 0.0
 
 
@@ -695,7 +705,7 @@ class _Timeline:
     """Moves the clock seam through the demo's two years, so records look lived-in."""
 
     def __init__(self) -> None:
-        self.end = datetime.now(UTC).replace(microsecond=0)
+        self.end = utcnow().replace(microsecond=0)
         self.start = self.end - timedelta(days=730)
         self.clock = FixedClock(self.start)
 
@@ -969,6 +979,42 @@ def _edit_companies(
     return len(picked)
 
 
+def _sales_companies(loaded: list[_Company], now: datetime) -> dict[int, sales.SalesCompany]:
+    """The companies as the sales demo sees them (their people are added as they load)."""
+    return {
+        c.id: sales.SalesCompany(
+            id=c.id,
+            name=c.name,
+            team=c.team,
+            japanese=c.japanese,
+            is_customer=c.is_customer,
+            employees=c.employees,
+            since=now,
+        )
+        for c in loaded
+    }
+
+
+def _note_people(
+    sold_to: dict[int, sales.SalesCompany],
+    records: list[dict[str, Any]],
+    results: list[Any],
+    moment: datetime,
+) -> None:
+    """Keep a few people of each company (for deals and meetings) and when they arrived."""
+    for result in results:
+        record = records[result.index]
+        company = sold_to.get(record.get("company_id") or 0)
+        if company is None or result.id is None:
+            continue
+        company.since = min(company.since, moment)
+        if len(company.contacts) < 4:
+            first, last = record.get("first_name") or "", record.get("last_name") or ""
+            name = f"{first} {last}" if last.isascii() else f"{last} {first}"
+            email = next((e["email"] for e in record["emails"] if e.get("primary")), None)
+            company.contacts.append(sales.SalesContact(result.id, name.strip(), email))
+
+
 def _index_fields(session: Session, staff: _Staff, fields: list[CustomFieldRead]) -> None:
     actor = auth_service.actor_for(staff.admin)
     for definition in fields:
@@ -1029,20 +1075,33 @@ def load_demo(
                 for definition in custom_field_definitions()
             ]
             loaded = _load_companies(session, rnd, staff, spec.companies, timeline, progress)
+            sold_to = _sales_companies(loaded, timeline.end) if spec.deals else {}
             maker = _ContactMaker(rnd, staff, spec.edited_share)
             import_actor = auth_service.actor_for(admin, "import")
             done = 0
             for records in _contact_batches(maker, loaded, spec.contacts, spec.batch):
                 timeline.at(0.55 + 0.35 * done / max(spec.contacts, 1))
-                _check(
-                    contacts.write_contacts(session, records, import_actor, mode="create"),
-                    "contacts",
-                )
+                results = contacts.write_contacts(session, records, import_actor, mode="create")
+                _check(results, "contacts")
+                _note_people(sold_to, records, results, timeline.clock.at)
                 done += len(records)
                 _note(progress, "contacts", done, spec.contacts)
             edits = _apply_edits(session, staff, maker.plans, timeline, progress)
             timeline.at(0.99)
             edits += _edit_companies(session, rnd, staff, loaded)
+            sold = sales.SalesSummary()
+            if spec.deals:
+                sold = sales.load_sales(
+                    session,
+                    seed=seed,
+                    now=timeline.end,
+                    clock=timeline.clock,
+                    admin=staff.admin,
+                    sellers=[(u, team) for team, users in staff.sellers.items() for u in users],
+                    companies=list(sold_to.values()),
+                    deal_count=spec.deals,
+                    progress=progress,
+                )
             set_clock(SystemClock())
             _note(progress, "indexes", 0, 1)
             _index_fields(session, staff, fields)
@@ -1062,6 +1121,7 @@ def load_demo(
         companies=len(loaded),
         contacts=done,
         edits=edits,
+        sales=sold,
         seconds=time.perf_counter() - started,
     )
 

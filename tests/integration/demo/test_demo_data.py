@@ -155,7 +155,9 @@ def test_the_demo_command_loads_once_and_prints_the_sign_in(tmp_path: Path) -> N
     second = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
 
     assert first.returncode == 0, first.stderr
-    assert "loaded 200 companies, 2,000 contacts" in " ".join(first.stdout.split())
+    printed = " ".join(first.stdout.split())
+    assert "loaded 200 companies, 2,000 contacts" in printed
+    assert "sales: 2 pipelines," in printed and " won, " in printed
     assert DEMO_ADMIN_EMAIL in first.stdout and DEMO_PASSWORD in first.stdout
     assert second.returncode == 0, second.stderr
     assert "demo data already loaded" in second.stdout
