@@ -3,6 +3,7 @@ first, each once, paged and filtered by kind; on SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -11,9 +12,10 @@ from tests.integration.activities.factories import at, deal, log, ref
 from tests.integration.core.factories import actor, company, contact
 
 from ichigen.core.audit import Actor
+from ichigen.core.clock import utcnow
 from ichigen.core.errors import BadRequest, NotFound
 from ichigen.crm.activities import queries, service
-from ichigen.crm.activities.schemas import ActivityUpdate
+from ichigen.crm.activities.schemas import ActivityCreate, ActivityUpdate
 
 
 def _subjects(
@@ -159,3 +161,39 @@ def test_the_activity_list_filters_by_kind_owner_record_and_dates(
     page = service.list_activities(session, admin, limit=2)
     more = service.list_activities(session, admin, limit=2, cursor=page.next_cursor)
     assert [a.subject for a in more.items] == ["rep call"]
+
+
+def test_a_large_timeline_looks_in_recent_windows_first_and_misses_nothing(
+    session: Session, admin: Actor, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(queries, "WINDOWED_FROM", 2)
+    firm = company(session, "Firm")
+    people = [contact(session, email=f"p{i}@firm.example", company_id=firm.id) for i in range(3)]
+    now = utcnow()
+    # Ages in days: a future meeting, this week, this quarter, years ago.
+    ages = [-3, 1, 2, 30, 90, 400, 2000, 5000]
+    for index, age in enumerate(ages):
+        service.log_activity(
+            session,
+            ActivityCreate.model_validate(
+                {
+                    "kind": "note",
+                    "subject": f"{age}d",
+                    "occurred_at": now - timedelta(days=age),
+                    "links": [{"type": "contact", "id": people[index % 3].id}],
+                }
+            ),
+            admin,
+        )
+    seen: list[str] = []
+    cursor = None
+    for _ in range(10):
+        page = service.timeline(session, "company", firm.id, admin, cursor=cursor, limit=3)
+        seen += [a.subject for a in page.items]
+        cursor = page.next_cursor
+        if cursor is None:
+            break
+    assert seen == [f"{age}d" for age in ages]
+    assert [a.subject for a in service.timeline(session, "company", firm.id, admin).items] == [
+        f"{age}d" for age in ages
+    ]

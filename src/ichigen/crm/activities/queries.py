@@ -12,7 +12,19 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, and_, literal, or_, select, tuple_
+from sqlalchemy import (
+    ARRAY,
+    BigInteger,
+    ColumnElement,
+    Select,
+    any_,
+    bindparam,
+    literal,
+    select,
+    tuple_,
+    union_all,
+)
+from sqlalchemy.orm import QueryableAttribute
 
 from ichigen.core.query import ListField, Sort
 from ichigen.crm.activities.models import Activity, ActivityLink
@@ -27,6 +39,10 @@ NEWEST_FIRST = Sort("occurred_at", ListField(L.occurred_at, "datetime", nullable
 #: (each slice's first page, merged), which keeps every statement well under the engines'
 #: limits on bound parameters.
 IDS_PER_QUERY = 2000
+#: Past this many records, a timeline page is first looked for among recent activities, in
+#: windows of these many days before the cursor (none: all of them).
+WINDOWED_FROM = 200
+WINDOW_DAYS: tuple[int | None, ...] = (14, 120, 1000, None)
 
 
 def _before(
@@ -57,6 +73,20 @@ def record_slices(records: Mapping[str, Sequence[int]]) -> list[dict[str, list[i
     return [s for s in slices if s]
 
 
+def _one_of(
+    column: QueryableAttribute[int], ids: Sequence[int], dialect: str
+) -> ColumnElement[bool]:
+    if len(ids) == 1:
+        return column == ids[0]
+    if dialect == "postgresql":
+        # One array parameter instead of thousands: building, sending and parsing a
+        # statement with a parameter per contact cost more than running it.
+        return column == any_(
+            bindparam("record_ids", list(ids), type_=ARRAY(BigInteger), unique=True)
+        )
+    return column.in_(ids)
+
+
 def timeline_page(
     records: Mapping[str, Sequence[int]],
     kinds: Sequence[str] | None,
@@ -64,30 +94,45 @@ def timeline_page(
     limit: int,
     start: datetime | None = None,
     end: datetime | None = None,
+    dialect: str = "sqlite",
 ) -> Select[int, datetime]:
     """Up to ``limit`` (activity id, occurred_at) of these records, newest first, each
-    activity once even when it is linked to several of them."""
-    matches = [
-        and_(L.record_type == record_type, L.record_id.in_(ids))
-        if len(ids) > 1
-        else and_(L.record_type == record_type, L.record_id == ids[0])
-        for record_type, ids in records.items()
-        if ids
-    ]
-    stmt = select(L.activity_id, L.occurred_at).where(or_(*matches))
-    if kinds:
-        stmt = stmt.where(L.kind.in_(kinds) if len(kinds) > 1 else L.kind == kinds[0])
-    if start is not None:
-        stmt = stmt.where(L.occurred_at >= start)
-    if end is not None:
-        stmt = stmt.where(L.occurred_at < end)
-    cursor = _before(L.occurred_at, L.activity_id, after)
-    if cursor is not None:
-        stmt = stmt.where(cursor)
-    if len(matches) > 1 or any(len(ids) > 1 for ids in records.values()):
-        # Only several records can hold the same activity twice.
-        stmt = stmt.distinct()
-    return stmt.order_by(L.occurred_at.desc(), L.activity_id.desc()).limit(limit)
+    activity once even when it is linked to several of them.
+
+    One branch per record type, each its own newest ``limit`` from the index alone, then
+    merged: an ``OR`` of the types would make PostgreSQL read every matching row from the
+    table (a bitmap scan) instead of from the index.
+    """
+    branches: list[Select[int, datetime]] = []
+    for record_type, ids in records.items():
+        if not ids:
+            continue
+        stmt = select(L.activity_id, L.occurred_at).where(
+            L.record_type == record_type, _one_of(L.record_id, ids, dialect)
+        )
+        if kinds:
+            stmt = stmt.where(L.kind.in_(kinds) if len(kinds) > 1 else L.kind == kinds[0])
+        if start is not None:
+            stmt = stmt.where(L.occurred_at >= start)
+        if end is not None:
+            stmt = stmt.where(L.occurred_at < end)
+        cursor = _before(L.occurred_at, L.activity_id, after)
+        if cursor is not None:
+            stmt = stmt.where(cursor)
+        if len(ids) > 1:
+            # Several records of one type can hold the same activity twice.
+            stmt = stmt.distinct()
+        branches.append(stmt.order_by(L.occurred_at.desc(), L.activity_id.desc()).limit(limit))
+    if len(branches) == 1:
+        return branches[0]
+    # SQLite takes ORDER BY and LIMIT in a compound select's parts only inside subqueries.
+    merged = union_all(*(select(*b.subquery().c) for b in branches)).subquery()
+    return (
+        select(merged.c.activity_id, merged.c.occurred_at)
+        .distinct()
+        .order_by(merged.c.occurred_at.desc(), merged.c.activity_id.desc())
+        .limit(limit)
+    )
 
 
 def activity_page(

@@ -579,6 +579,35 @@ def timeline_records(
     return {t: ids for t, ids in records.items() if ids}
 
 
+def _timeline_ids(
+    session: Session,
+    records: dict[str, list[int]],
+    kinds: Sequence[str] | None,
+    after: tuple[datetime, int] | None,
+    limit: int,
+    start: datetime | None,
+    end: datetime | None,
+) -> list[tuple[int, datetime]]:
+    dialect = session.get_bind().dialect.name
+    slices = queries.record_slices(records)
+    if len(slices) == 1:
+        return [
+            (i, t)
+            for i, t in session.execute(
+                queries.timeline_page(slices[0], kinds, after, limit, start, end, dialect)
+            )
+        ]
+    merged: set[tuple[datetime, int]] = set()
+    for part in slices:
+        merged.update(
+            (t, i)
+            for i, t in session.execute(
+                queries.timeline_page(part, kinds, after, limit, start, end, dialect)
+            )
+        )
+    return [(i, t) for t, i in heapq.nlargest(limit, merged)]
+
+
 def timeline_ids(
     session: Session,
     records: dict[str, list[int]],
@@ -592,25 +621,24 @@ def timeline_ids(
     """Up to ``limit`` (activity id, occurred_at) of these records, newest first, each once.
 
     One query in all but extreme cases; past ``IDS_PER_QUERY`` records, each slice's first
-    ``limit`` are read and merged (the page is among them).
+    ``limit`` are read and merged (the page is among them). Past ``WINDOWED_FROM`` records
+    (a company with thousands of contacts), the page is first looked for among the weeks
+    before the cursor, then months, then years: when a window holds a full page, no older
+    activity can belong on it, and the index is read only that far back.
     """
-    slices = queries.record_slices(records)
-    if len(slices) == 1:
-        return [
-            (i, t)
-            for i, t in session.execute(
-                queries.timeline_page(slices[0], kinds, after, limit, start, end)
-            )
-        ]
-    merged: set[tuple[datetime, int]] = set()
-    for part in slices:
-        merged.update(
-            (t, i)
-            for i, t in session.execute(
-                queries.timeline_page(part, kinds, after, limit, start, end)
-            )
-        )
-    return [(i, t) for t, i in heapq.nlargest(limit, merged)]
+    if sum(len(ids) for ids in records.values()) < queries.WINDOWED_FROM:
+        return _timeline_ids(session, records, kinds, after, limit, start, end)
+    now = utcnow()
+    upper = after[0] if after else (end if end is not None and end < now else now)
+    found: list[tuple[int, datetime]] = []
+    for days in queries.WINDOW_DAYS:
+        lower = upper - timedelta(days=days) if days is not None else None
+        if lower is None or (start is not None and lower <= start):
+            return _timeline_ids(session, records, kinds, after, limit, start, end)
+        found = _timeline_ids(session, records, kinds, after, limit, lower, end)
+        if len(found) >= limit:
+            return found
+    return found
 
 
 def timeline(
