@@ -3,6 +3,7 @@ tasks by their date, bounded lists with totals; on SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
+import random
 from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
@@ -143,3 +144,46 @@ def test_my_day_lists_own_open_deals_without_a_next_step_or_late_with_it(
     deals_service.create_deal(session, DealCreate(name="Someone else's"), admin)
     names = {d.name for d in _day(session, rep, TOKYO).deals_needing_next_step}
     assert names == {"No next step", "Late next step"}
+
+
+def _naive_bucket(item: service.TaskRead, now: datetime, zone: ZoneInfo) -> str | None:
+    """Which list of My day a task belongs in, worked out one task at a time."""
+    assert item.due_at is not None
+    today = now.astimezone(zone).date()
+    day = item.due_at.date() if item.all_day else item.due_at.astimezone(zone).date()
+    if (item.due_at < now and not item.all_day) or (item.all_day and day < today):
+        return "overdue"
+    if day == today:
+        return "due_today"
+    if today < day <= today + timedelta(days=7):
+        return "upcoming"
+    return None
+
+
+def test_lists_and_totals_match_a_task_by_task_reckoning(session: Session, admin: Actor) -> None:
+    rep = actor(session, "rep@example.com", "sales")
+    rng = random.Random(7)
+    start = datetime(2026, 3, 1, tzinfo=UTC)
+    made = []
+    for number in range(80):
+        due = start + timedelta(minutes=rng.randrange(0, 20 * 24 * 60, 30))
+        all_day = rng.random() < 0.3
+        made.append(task(session, rep, f"T{number}", due_at=due, all_day=all_day))
+    zones = ["Pacific/Kiritimati", "Pacific/Pago_Pago", "Asia/Tokyo", "America/New_York", "UTC"]
+    # The 8th of March 2026 is the change to summer time in New York.
+    moments = [datetime(2026, 3, 8, 6, 30, tzinfo=UTC), datetime(2026, 3, 9, 23, 59, tzinfo=UTC)]
+    for name in zones:
+        zone = ZoneInfo(name)
+        for now in moments:
+            expected: dict[str, set[int]] = {k: set() for k in ("overdue", "due_today", "upcoming")}
+            for item in made:
+                bucket = _naive_bucket(item, now, zone)
+                if bucket:
+                    expected[bucket].add(item.id)
+            whole = service.my_day(session, rep, rep.user_id or 0, now=now, zone=zone, limit=200)
+            assert {t.id for t in whole.overdue} == expected["overdue"], (name, now)
+            assert {t.id for t in whole.due_today} == expected["due_today"], (name, now)
+            assert {t.id for t in whole.upcoming} == expected["upcoming"], (name, now)
+            counted = service.my_day(session, rep, rep.user_id or 0, now=now, zone=zone, limit=1)
+            totals = (counted.overdue_total, counted.due_today_total, counted.upcoming_total)
+            assert totals == tuple(len(expected[k]) for k in expected), (name, now)

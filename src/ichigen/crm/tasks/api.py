@@ -189,7 +189,7 @@ def my_day(
     user_id: Annotated[
         RecordId | None, Query(description="Whose day (the caller's by default).")
     ] = None,
-    limit: Annotated[int, Query(ge=1, le=200, description="Tasks per list.")] = 50,
+    limit: Annotated[int, Query(ge=1, le=200, description="Tasks per list.")] = 20,
 ) -> Response:
     """Open tasks overdue, due today and due in the next seven days (days in `tz`), and open
     deals whose next step is missing or late."""

@@ -41,7 +41,15 @@ from ichigen.crm.contacts import service as contacts_service
 from ichigen.crm.deals import service as deals_service
 from ichigen.crm.deals.schemas import DealRead
 from ichigen.crm.tasks.models import Notification, Task
-from ichigen.crm.tasks.queries import SORT_FIELDS, count_open_of, due_within, open_tasks_of
+from ichigen.crm.tasks.queries import (
+    MY_DAY_SPANS,
+    SORT_FIELDS,
+    DueSpan,
+    first_open_in_my_day,
+    my_day_parameters,
+    open_in_my_day,
+    open_tasks_of,
+)
 from ichigen.crm.tasks.schemas import (
     DueWindow,
     MemberTasks,
@@ -85,6 +93,8 @@ _DEFAULTS: dict[str, Any] = {
 }
 #: The ranges of ``day_ranges`` that ``list_tasks(due=…)`` picks.
 _WINDOWS = {"overdue": "overdue", "today": "due_today", "upcoming": "upcoming"}
+#: Tasks per list of My day (the totals count them all).
+MY_DAY_LIMIT = 20
 #: Deals needing a next step that My day lists.
 DEALS_LIMIT = 20
 #: Fields that may not be null: sending null puts back the default.
@@ -253,7 +263,7 @@ def list_tasks(
     if due == "none":
         stmt = stmt.where(Task.due_at.is_(None))
     elif due is not None:
-        stmt = stmt.where(day_ranges(utcnow(), zone)[_WINDOWS[due]])
+        stmt = stmt.where(day_ranges(utcnow(), zone)[_WINDOWS[due]].condition())
     if assignee_id is not None:
         stmt = stmt.where(Task.assignee_id == assignee_id)
     elif unassigned:
@@ -675,33 +685,39 @@ def _midnight(day: date, zone: tzinfo) -> datetime:
 
 
 def day_ranges(now: datetime, zone: tzinfo) -> dict[str, Any]:
-    """The due ranges of "overdue", "today" and "the next seven days" for someone in
+    """The due spans of "overdue", "today" and "the next seven days" for someone in
     ``zone`` at ``now``: timed tasks by the zone's midnights, all-day tasks by their date."""
     today = now.astimezone(zone).date()
-    day_end, week_end = (
-        _midnight(today + timedelta(days=1), zone),
-        _midnight(today + timedelta(days=8), zone),
-    )
+    day_end = _midnight(today + timedelta(days=1), zone)
+    week_end = _midnight(today + timedelta(days=8), zone)
     date_today = datetime.combine(today, time(), UTC)
     date_tomorrow = date_today + timedelta(days=1)
     return {
         "today": today,
-        "overdue": due_within((None, now), (None, date_today)),
-        "due_today": due_within((now, day_end), (date_today, date_tomorrow)),
-        "upcoming": due_within(
-            (day_end, week_end), (date_tomorrow, date_today + timedelta(days=8))
-        ),
+        "overdue": DueSpan((None, now), (None, date_today)),
+        "due_today": DueSpan((now, day_end), (date_today, date_tomorrow)),
+        "upcoming": DueSpan((day_end, week_end), (date_tomorrow, date_today + timedelta(days=8))),
     }
 
 
-def _bucket(
-    session: Session, user_id: int, where: Any, limit: int, zone: tzinfo
-) -> tuple[list[TaskRead], int]:
-    rows = list(session.scalars(open_tasks_of(user_id, where).limit(limit)))
-    total = len(rows)
-    if total == limit:
-        total = session.scalar(count_open_of(user_id, where)) or 0
-    return sorted((_read(r) for r in rows), key=lambda t: in_day_order(t, zone)), total
+def _my_day_lists(
+    session: Session, user_id: int, spans: dict[str, DueSpan], limit: int, zone: tzinfo
+) -> dict[str, tuple[list[TaskRead], int]]:
+    """Each span's first open tasks of a user, in day order, and how many there are: two
+    prebuilt statements; the counts only when a list is full."""
+    params: dict[str, Any] = {"assignee_id": user_id, "limit": limit, **my_day_parameters(spans)}
+    found: dict[str, list[TaskRead]] = {key: [] for key in MY_DAY_SPANS}
+    for row in session.execute(first_open_in_my_day(), params):
+        values = row._asdict()
+        found[values.pop("bucket")].append(TaskRead.model_validate(values))
+    totals = {key: len(items) for key, items in found.items()}
+    if any(count >= limit for count in totals.values()):
+        counted = session.execute(open_in_my_day(), params).one()._asdict()
+        totals = {key: int(value or 0) for key, value in counted.items()}
+    return {
+        key: (sorted(items, key=lambda t: in_day_order(t, zone)), totals[key])
+        for key, items in found.items()
+    }
 
 
 def in_day_order(item: TaskRead, zone: tzinfo) -> tuple[date, bool, datetime]:
@@ -720,7 +736,7 @@ def my_day(
     *,
     now: datetime | None = None,
     zone: tzinfo = UTC,
-    limit: int = 50,
+    limit: int = MY_DAY_LIMIT,
 ) -> MyDay:
     """A user's day in their time zone: open tasks overdue (due before now, or all-day
     tasks before today), due later today, and due in the next seven days, each soonest
@@ -728,9 +744,10 @@ def my_day(
     require(actor, ENTITY, "read")
     moment = now or utcnow()
     ranges = day_ranges(moment, zone)
-    overdue, overdue_total = _bucket(session, user_id, ranges["overdue"], limit, zone)
-    due_today, due_today_total = _bucket(session, user_id, ranges["due_today"], limit, zone)
-    upcoming, upcoming_total = _bucket(session, user_id, ranges["upcoming"], limit, zone)
+    lists = _my_day_lists(session, user_id, ranges, limit, zone)
+    overdue, overdue_total = lists["overdue"]
+    due_today, due_today_total = lists["due_today"]
+    upcoming, upcoming_total = lists["upcoming"]
     return MyDay(
         today=ranges["today"],
         timezone=str(zone),
@@ -769,7 +786,7 @@ def team_tasks(
         u for u in auth_service.list_users(session, include_inactive=False) if u.team_id == team_id
     ]
     moment = now or utcnow()
-    overdue = day_ranges(moment, zone)["overdue"]
+    overdue = day_ranges(moment, zone)["overdue"].condition()
     counts: dict[int, tuple[int, int]] = {}
     if members:
         stmt = (
