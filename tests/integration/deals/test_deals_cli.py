@@ -10,6 +10,7 @@ from click.testing import Result
 from tests.conftest import SETUP, make_user
 from typer.testing import CliRunner
 
+from ichigen.cli import context
 from ichigen.cli.main import app
 from ichigen.core.db import Database
 from ichigen.core.settings import get_settings
@@ -28,6 +29,8 @@ def store(
     monkeypatch.setenv("ICHIGEN_DATA_DIR", str(tmp_path))
     monkeypatch.delenv("ICHIGEN_DATABASE_URL", raising=False)
     monkeypatch.setenv("COLUMNS", "200")
+    # The console was made at import, as wide as the terminal then was.
+    monkeypatch.setattr(context.console, "width", 200)
     get_settings.cache_clear()
     yield sqlite_db
     get_settings.cache_clear()

@@ -2,9 +2,19 @@
 
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, Table, bindparam, func, select
+from sqlalchemy import (
+    ColumnElement,
+    CompoundSelect,
+    Select,
+    Table,
+    bindparam,
+    func,
+    select,
+    union_all,
+)
 
 from ichigen.core.custom_fields import CustomFieldRead
 from ichigen.core.query import ListField, custom_list_field
@@ -81,6 +91,13 @@ STAGE_NAMES = (
     .where(STAGES.c.id.in_(bindparam("ids", expanding=True)))
 )
 PIPELINE_BY_ID = select(*PIPELINES.c).where(PIPELINES.c.id == bindparam("pipeline_id"))
+#: A pipeline and its stages in one read (stage columns prefixed ``stage_``).
+PIPELINE_AND_STAGES = (
+    select(*PIPELINES.c, *(c.label(f"stage_{c.name}") for c in STAGES.c))
+    .join(STAGES, STAGES.c.pipeline_id == PIPELINES.c.id)
+    .where(PIPELINES.c.id == bindparam("pipeline_id"))
+    .order_by(STAGES.c.position, STAGES.c.id)
+)
 STAGES_OF = (
     select(*STAGES.c)
     .where(STAGES.c.pipeline_id.in_(bindparam("ids", expanding=True)))
@@ -90,6 +107,7 @@ STAGES_OF = (
 #: The columns a board card shows.
 CARD_COLUMNS = (
     DEALS.c.id,
+    DEALS.c.stage_id,
     DEALS.c.name,
     DEALS.c.amount,
     DEALS.c.currency,
@@ -101,20 +119,24 @@ CARD_COLUMNS = (
     DEALS.c.board_position,
     DEALS.c.version,
 )
-#: A column's first cards, walking ``ix_deals_stage_id_position_id`` (or, for one owner,
-#: ``ix_deals_owner_id_stage_id_position_id``) and stopping at the limit.
-CARDS_OF_STAGE = (
-    select(*CARD_COLUMNS)
-    .where(DEALS.c.stage_id == bindparam("stage_id"))
-    .order_by(DEALS.c.board_position, DEALS.c.id)
-    .limit(bindparam("limit"))
-)
-CARDS_OF_STAGE_AND_OWNER = (
-    select(*CARD_COLUMNS)
-    .where(DEALS.c.stage_id == bindparam("stage_id"), DEALS.c.owner_id == bindparam("owner_id"))
-    .order_by(DEALS.c.board_position, DEALS.c.id)
-    .limit(bindparam("limit"))
-)
+
+
+@lru_cache(maxsize=128)
+def board_cards(stages: int, one_owner: bool) -> CompoundSelect[Any]:
+    """The first cards of ``stages`` columns in one statement (parameters ``stage_0`` …,
+    ``limit`` and, for one owner, ``owner_id``): per stage, a walk of
+    ``ix_deals_stage_id_position_id`` (``ix_deals_owner_id_stage_id_position_id``) that stops at
+    the limit. Built once per shape: building it costs more than running it."""
+    parts = []
+    for index in range(stages):
+        stmt = select(*CARD_COLUMNS).where(DEALS.c.stage_id == bindparam(f"stage_{index}"))
+        if one_owner:
+            stmt = stmt.where(DEALS.c.owner_id == bindparam("owner_id"))
+        first = (
+            stmt.order_by(DEALS.c.board_position, DEALS.c.id).limit(bindparam("limit")).subquery()
+        )
+        parts.append(select(*first.c))
+    return union_all(*parts)
 
 
 def stage_totals(owner_key: int | None) -> Select[Any]:

@@ -303,10 +303,34 @@ def list_pipelines(
 def get_pipeline(session: Session, pipeline_id: int, actor: Actor) -> PipelineRead:
     """One pipeline with its stages in order."""
     require(actor, PIPELINES, "read")
-    row = session.execute(queries.PIPELINE_BY_ID, {"pipeline_id": pipeline_id}).first()
-    if row is None:
+    rows = session.execute(queries.PIPELINE_AND_STAGES, {"pipeline_id": pipeline_id}).all()
+    if not rows:
         raise NotFound(f"Pipeline {pipeline_id} does not exist.")
-    return _pipeline_read(row, _stage_rows(session, [row.id]).get(row.id, []))
+    first = rows[0]
+    return PipelineRead(
+        id=first.id,
+        name=first.name,
+        position=first.position,
+        is_default=first.is_default,
+        archived=first.archived,
+        stages=[
+            StageRead(
+                id=r.stage_id,
+                pipeline_id=r.stage_pipeline_id,
+                name=r.stage_name,
+                position=r.stage_position,
+                probability=r.stage_probability,
+                kind=r.stage_kind,
+                required_fields=list(r.stage_required_fields or []),
+                rotting_days=r.stage_rotting_days,
+                version=r.stage_version,
+            )
+            for r in rows
+        ],
+        version=first.version,
+        created_at=first.created_at,
+        updated_at=first.updated_at,
+    )
 
 
 def default_pipeline(session: Session, actor: Actor) -> PipelineRead | None:
@@ -1766,6 +1790,16 @@ def _converted_totals(
     currencies = {t.currency for column in totals.values() for t in column}
     if not currencies:
         return {}
+    if all(t.currency == base or not t.amount for column in totals.values() for t in column):
+        return {
+            stage_id: MoneyTotal(
+                currency=base,
+                amount=sum((t.amount for t in column if t.amount), Decimal(0)).quantize(
+                    _quantum(base)
+                ),
+            )
+            for stage_id, column in totals.items()
+        }
     today = utcnow().date()
     book = forecasts.RateBook.load(session, currencies | {base}, today)
     converted: dict[int, MoneyTotal] = {}
@@ -1806,26 +1840,68 @@ def kanban(
                         currency=currency, amount=from_minor_units(int(minor or 0), currency)
                     )
                 )
-    cards: dict[int, list[Row[Any]]] = {}
-    for stage_id in stage_ids:
-        if not counts.get(stage_id):
-            cards[stage_id] = []
-            continue
-        params: dict[str, Any] = {"stage_id": stage_id, "limit": per_stage + 1}
-        statement = queries.CARDS_OF_STAGE
+    # Cards as plain tuples in ``queries.CARD_COLUMNS`` order: a board has hundreds.
+    cards: dict[int, list[tuple[Any, ...]]] = {stage_id: [] for stage_id in stage_ids}
+    filled = [stage_id for stage_id in stage_ids if counts.get(stage_id)]
+    if filled:
+        params: dict[str, Any] = {f"stage_{i}": stage_id for i, stage_id in enumerate(filled)}
+        params["limit"] = per_stage + 1
         if owner_id is not None:
-            statement = queries.CARDS_OF_STAGE_AND_OWNER
             params["owner_id"] = owner_id
-        cards[stage_id] = list(session.execute(statement, params))
+        statement = queries.board_cards(len(filled), owner_id is not None)
+        for row in session.execute(statement, params).all():
+            cards[row[1]].append(tuple(row))
+        for rows in cards.values():
+            rows.sort(key=lambda r: (r[10], r[0]))
     converted = _converted_totals(session, totals)
     shown = [row for rows in cards.values() for row in rows[:per_stage]]
-    refs = companies.company_refs(session, {r.company_id for r in shown if r.company_id})
-    owners = auth_service.users_by_id(session, {r.owner_id for r in shown if r.owner_id})
+    company_names = companies.company_names(session, {r[5] for r in shown if r[5]})
+    owners = {
+        user.id: user.name
+        for user in auth_service.users_by_id(session, {r[6] for r in shown if r[6]}).values()
+    }
     now = utcnow()
     columns = []
     for stage in pipeline.stages:
         rows = cards[stage.id]
-        rotting = timedelta(days=stage.rotting_days) if stage.rotting_days else None
+        rotting = (
+            timedelta(days=stage.rotting_days)
+            if stage.rotting_days and stage.kind == "open"
+            else None
+        )
+        deals = []
+        for (
+            deal_id,
+            _stage_id,
+            name,
+            amount,
+            currency,
+            company_id,
+            deal_owner,
+            close_date,
+            next_step,
+            entered,
+            position,
+            version,
+        ) in rows[:per_stage]:
+            deals.append(
+                BoardCard(
+                    id=deal_id,
+                    name=name,
+                    amount=present_amount(amount, currency),
+                    currency=currency,
+                    company_id=company_id,
+                    company_name=company_names.get(company_id) if company_id else None,
+                    owner_id=deal_owner,
+                    owner_name=owners.get(deal_owner) if deal_owner else None,
+                    expected_close_date=close_date,
+                    next_step=next_step,
+                    stage_entered_at=entered,
+                    stalled=rotting is not None and now - entered > rotting,
+                    board_position=position,
+                    version=version,
+                )
+            )
         columns.append(
             BoardColumn(
                 stage=stage,
@@ -1833,29 +1909,7 @@ def kanban(
                 totals=sorted(totals.get(stage.id, []), key=lambda t: t.currency),
                 converted=converted.get(stage.id),
                 has_more=len(rows) > per_stage,
-                deals=[
-                    BoardCard(
-                        id=r.id,
-                        name=r.name,
-                        amount=present_amount(r.amount, r.currency),
-                        currency=r.currency,
-                        company_id=r.company_id,
-                        company_name=refs[r.company_id].name if r.company_id in refs else None,
-                        owner_id=r.owner_id,
-                        owner_name=owners[r.owner_id].name if r.owner_id in owners else None,
-                        expected_close_date=r.expected_close_date,
-                        next_step=r.next_step,
-                        stage_entered_at=r.stage_entered_at,
-                        stalled=(
-                            stage.kind == "open"
-                            and rotting is not None
-                            and now - r.stage_entered_at > rotting
-                        ),
-                        board_position=r.board_position,
-                        version=r.version,
-                    )
-                    for r in rows[:per_stage]
-                ],
+                deals=deals,
             )
         )
     return Board(pipeline=pipeline, owner_id=owner_id, columns=columns)
