@@ -13,10 +13,12 @@ from ichigen.collect.cli import events, sources
 from ichigen.core import migrate
 from ichigen.core.settings import get_settings
 from ichigen.crm.activities.cli import activities
+from ichigen.crm.activities.transfer_cli import export_activities, import_activities
 from ichigen.crm.companies.cli import export_companies, import_companies
 from ichigen.crm.contacts.cli import export_contacts, import_contacts
 from ichigen.crm.deals.cli import deals, pipelines
 from ichigen.crm.deals.forecast_cli import forecast, quotas, rates
+from ichigen.crm.deals.transfer_cli import export_deals, import_deals
 from ichigen.crm.tasks.cli import tasks
 from ichigen.demo.cli import demo
 
@@ -39,13 +41,21 @@ for sub, sub_name in (
 ):
     app.add_typer(sub, name=sub_name)
 app.command("demo")(demo)
-import_app = typer.Typer(help="Load contacts or companies from CSV files.", no_args_is_help=True)
+import_app = typer.Typer(
+    help="Load contacts, companies, deals or activities from CSV files.", no_args_is_help=True
+)
 import_app.command("contacts")(import_contacts)
 import_app.command("companies")(import_companies)
+import_app.command("deals")(import_deals)
+import_app.command("activities")(import_activities)
 app.add_typer(import_app, name="import")
-export_app = typer.Typer(help="Write contacts or companies to CSV files.", no_args_is_help=True)
+export_app = typer.Typer(
+    help="Write contacts, companies, deals or activities to CSV files.", no_args_is_help=True
+)
 export_app.command("contacts")(export_contacts)
 export_app.command("companies")(export_companies)
+export_app.command("deals")(export_deals)
+export_app.command("activities")(export_activities)
 app.add_typer(export_app, name="export")
 
 

@@ -1,11 +1,11 @@
 """CSV files in and out: decoding, delimiter sniffing, header mapping, value conversion, reports.
 
-Shared by the contact and company imports. A file is decoded whole (UTF-8 with or without a
-BOM, UTF-16 with a BOM, or Shift_JIS/CP932, detected automatically unless the caller names an
-encoding), its delimiter sniffed (comma, semicolon or tab), and its header row mapped to our
-fields: our own field names, the column names of HubSpot and Salesforce exports, common
-Japanese headers, and custom fields as ``cf.<key>`` or by their label. Anything wrong with the
-file as a whole is a ``BadRequest`` raised before a single record is written.
+Shared by the contact, company, deal and activity imports. A file is decoded whole (UTF-8
+with or without a BOM, UTF-16 with a BOM, or Shift_JIS/CP932, detected automatically unless
+the caller names an encoding), its delimiter sniffed (comma, semicolon or tab), and its header
+row mapped to our fields: our own field names, the column names of HubSpot and Salesforce
+exports, common Japanese headers, and custom fields as ``cf.<key>`` or by their label. Anything
+wrong with the file as a whole is a ``BadRequest`` raised before a single record is written.
 """
 
 from __future__ import annotations
@@ -14,24 +14,26 @@ import codecs
 import csv
 import io
 import re
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import UTC, date, datetime, time, timedelta, timezone, tzinfo
 from decimal import Decimal, InvalidOperation
 from functools import lru_cache
 from typing import Any, Literal, TextIO
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import orjson
 from babel import Locale
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
+from sqlalchemy import Connection
 from sqlalchemy.orm import Session
 
 from ichigen.core.custom_fields import CustomFieldRead, FieldType, fields_by_key
-from ichigen.core.errors import BadRequest, FieldError
+from ichigen.core.errors import BadRequest, FieldError, IchigenError
 from ichigen.core.text import fold, has_cjk
 
-Entity = Literal["contacts", "companies"]
-ENTITIES: tuple[Entity, ...] = ("contacts", "companies")
+Entity = Literal["contacts", "companies", "deals", "activities"]
+ENTITIES: tuple[Entity, ...] = ("contacts", "companies", "deals", "activities")
 
 #: Rows written per transaction by an import.
 BATCH_SIZE = 1000
@@ -267,12 +269,15 @@ def clean_headers(raw: list[str]) -> list[str]:
     return headers
 
 
-def read_table(data: bytes, encoding: str | None = None) -> Table:
-    """Decode and check a CSV file; ``BadRequest`` for an empty, undecodable or garbled one."""
-    text, used = decode_text(data, encoding)
-    delimiter = sniff_delimiter(text)
-    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
-    count = 0
+def _count_rows(text: str, delimiter: str, *, strict: bool) -> tuple[list[str], int]:
+    """The header and the number of non-blank rows after it.
+
+    Strictly read, a quote out of place is a ``csv.Error`` (the caller reads the file again
+    leniently, as spreadsheets do), but a file that ends inside a quoted cell, which would
+    swallow the rows after it, is a ``BadRequest``.
+    """
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, strict=strict)
+    began = 1
     try:
         header = next(reader, None)
         if not header or not any(c.strip() for c in header):
@@ -280,14 +285,37 @@ def read_table(data: bytes, encoding: str | None = None) -> Table:
                 "The first line of the file is empty; it must name the columns.",
                 [FieldError(("file",), "no header row")],
             )
+        count = 0
+        began = reader.line_num + 1
         for cells in reader:
             if any(cells) and any(c.strip() for c in cells):
                 count += 1
+            began = reader.line_num + 1
     except csv.Error as exc:
+        if strict and "unexpected end of data" in str(exc):
+            raise BadRequest(
+                f"The file ends inside the quoted cell that begins on line {began}: "
+                'a closing " is missing.',
+                [FieldError(("file",), "a quoted cell is not closed")],
+            ) from None
+        if strict:
+            raise
         raise BadRequest(
             f"The file is not valid CSV near line {reader.line_num}: {exc}.",
             [FieldError(("file",), "malformed CSV")],
         ) from None
+    return header, count
+
+
+def read_table(data: bytes, encoding: str | None = None) -> Table:
+    """Decode and check a CSV file; ``BadRequest`` for an empty, undecodable or garbled one
+    (one that ends inside a quoted cell, too)."""
+    text, used = decode_text(data, encoding)
+    delimiter = sniff_delimiter(text)
+    try:
+        header, count = _count_rows(text, delimiter, strict=True)
+    except csv.Error:
+        header, count = _count_rows(text, delimiter, strict=False)
     return Table(used, delimiter, clean_headers(header), count, text)
 
 
@@ -378,6 +406,99 @@ _COMPANY_HEADERS: dict[str, str] = {
     "tags": "tags|Tags|タグ",
 }
 
+_DEAL_HEADERS: dict[str, str] = {
+    "id": "id",
+    "external_id": (
+        "external_id|Record ID|Deal ID|Opportunity ID|商談ID|商談 ID|外部ID|レコードID"
+    ),
+    "name": "name|Deal Name|Opportunity Name|Name|Deal|商談名|案件名",
+    "amount": "amount|Amount|Deal amount|Opportunity Amount|金額|商談金額|受注金額",
+    "currency": (
+        "currency|Currency|Deal currency code|Deal Currency|Opportunity Currency|"
+        "Currency ISO Code|Opportunity Currency ISO Code|通貨|通貨コード"
+    ),
+    "pipeline": "pipeline|Pipeline|Deal pipeline|Sales Process|パイプライン|営業プロセス",
+    "stage": "stage|Deal Stage|Stage|Stage Name|Opportunity Stage|フェーズ|ステージ|商談フェーズ",
+    "owner": (
+        "owner|Deal owner|Opportunity Owner|Owner|Owner Name|HubSpot Owner|担当者|所有者|"
+        "商談 所有者|商談所有者"
+    ),
+    "company": (
+        "company|Associated Company|Associated Companies|Account Name|Account|Company|"
+        "Company name|取引先名|取引先|会社名"
+    ),
+    "contacts": (
+        "contacts|Associated Contact|Associated Contacts|Associated Contact(s)|Contacts|"
+        "Contact|Contact Email|Contact Emails|Primary Contact|取引先責任者|取引先責任者メール"
+    ),
+    "expected_close_date": (
+        "expected_close_date|Close Date|Expected Close Date|完了予定日|クローズ予定日|"
+        "受注予定日|成約予定日"
+    ),
+    "closed_at": "closed_at|Closed At|Closed Date|Date Closed|完了日|クローズ日",
+    "created_at": "created_at|Create Date|Created Date|Date Created|作成日|作成日時",
+    "probability": "probability|Deal probability|Probability (%)|Probability|確度|受注確度",
+    "forecast_category": (
+        "forecast_category|Forecast category|Forecast Category Name|予測カテゴリ|売上予測分類"
+    ),
+    "next_step": "next_step|Next step|次のステップ|ネクストステップ|次回アクション",
+    "next_step_due": "next_step_due|Next step due|Next Step Date|次のステップ期日",
+    "lost_reason": "lost_reason|Closed lost reason|Loss Reason|Lost Reason|Reason Lost|失注理由",
+    "close_note": "close_note|Closed won reason|Close Note|Won Reason|受注理由|クローズメモ",
+    "deal_type": "deal_type|Deal Type|Type|Opportunity Type|商談種別|種別|タイプ",
+    "source": "source|Lead Source|Source|Original Source|Deal source|リードソース|流入元",
+    "tags": "tags|Tags|タグ",
+}
+
+_ACTIVITY_HEADERS: dict[str, str] = {
+    "id": "id",
+    "external_id": (
+        "external_id|Activity ID|Record ID|Engagement ID|Task ID|Event ID|活動ID|外部ID"
+    ),
+    "kind": (
+        "kind|Activity type|Engagement type|Type|Task Subtype|Event Subtype|Activity|"
+        "種別|活動種別|種類|活動の種類"
+    ),
+    "subject": "subject|Subject|Email subject|Call title|Meeting name|Title|件名|タイトル|題名",
+    "body": (
+        "body|Body|Notes|Note body|Call notes|Email body|Meeting description|Description|"
+        "Comments|Full Comments|内容|本文|メモ|詳細|コメント"
+    ),
+    "occurred_at": (
+        "occurred_at|Activity date|Due Date|Due Date Only|Start|Start Date Time|"
+        "Meeting start time|Date|日時|活動日|活動日時|日付|開始日時|期日"
+    ),
+    "ends_at": "ends_at|End|End Date Time|Meeting end time|終了日時|終了",
+    "all_day": "all_day|All day|All-Day Event|Is All-Day Event|終日",
+    "direction": (
+        "direction|Call direction|Call Type|Email direction|Direction|発着信|通話種別|方向"
+    ),
+    "duration_seconds": (
+        "duration_seconds|Call duration|Call Duration (seconds)|Call Duration In Seconds|"
+        "Duration|Duration (seconds)|通話時間|通話時間(秒)|所要時間"
+    ),
+    "duration_ms": "duration_ms|Call duration (ms)|Duration (ms)|通話時間(ミリ秒)",
+    "outcome": "outcome|Call outcome|Call Result|Call Disposition|Outcome|通話結果|結果",
+    "email_from": "email_from|From|Email from|Sender|送信者|差出人",
+    "email_to": "email_to|To|Email to|Recipients|宛先|受信者",
+    "attendees": "attendees|Attendees|Meeting attendees|Invitees|参加者|出席者",
+    "location": "location|Location|Meeting location|場所|会場",
+    "owner": (
+        "owner|Activity assigned to|Assigned|Assigned To|Activity owner|Owner|HubSpot Owner|"
+        "担当者|所有者|任命先"
+    ),
+    "contacts": (
+        "contacts|Associated contact email|Associated Contact|Associated Contacts|"
+        "Contact email|Contact|Name|取引先責任者|コンタクト|連絡先"
+    ),
+    "companies": (
+        "companies|Associated company|Associated Companies|Company|Account Name|Account|"
+        "取引先名|取引先|会社名"
+    ),
+    "deals": "deals|Associated deal|Associated Deals|Deal|Opportunity|商談|商談名",
+    "related_to": "related_to|Related To|関連先",
+}
+
 _LABELS: dict[str, str] = {
     "external_id": "External ID",
     "first_name": "First name",
@@ -417,12 +538,48 @@ _LABELS: dict[str, str] = {
     "revenue_currency": "Revenue currency",
     "description": "Description",
     "parent": "Parent company (name)",
+    "id": "ID (to match existing records)",
+    "amount": "Amount",
+    "currency": "Currency",
+    "pipeline": "Pipeline (name)",
+    "stage": "Stage (name)",
+    "company": "Company (name or domain)",
+    "contacts": "Contacts (emails or names)",
+    "expected_close_date": "Expected close date",
+    "closed_at": "Closed at",
+    "created_at": "Created at",
+    "probability": "Probability (%)",
+    "forecast_category": "Forecast category",
+    "next_step": "Next step",
+    "next_step_due": "Next step due",
+    "lost_reason": "Lost reason (name)",
+    "close_note": "Close note",
+    "deal_type": "Deal type (added as a tag)",
+    "kind": "Type (note, call, email, meeting)",
+    "subject": "Subject",
+    "body": "Body",
+    "occurred_at": "Date and time",
+    "ends_at": "End (meetings)",
+    "all_day": "All day (meetings)",
+    "direction": "Direction (inbound or outbound)",
+    "duration_seconds": "Duration (seconds or h:mm:ss)",
+    "duration_ms": "Duration (milliseconds)",
+    "outcome": "Call outcome",
+    "email_from": "From (emails)",
+    "email_to": "To (emails)",
+    "attendees": "Attendees (emails)",
+    "location": "Where (meetings)",
+    "companies": "Companies (names or domains)",
+    "deals": "Deals (names or external IDs)",
+    "related_to": "Related to (a deal or company name)",
 }
 
 #: For each entity, each field's header names, separated by "|".
 _HEADERS: dict[str, dict[str, str]] = {
     "contacts": _CONTACT_HEADERS,
     "companies": _COMPANY_HEADERS,
+    "deals": _DEAL_HEADERS,
+    "activities": _ACTIVITY_HEADERS,
 }
 
 
@@ -438,7 +595,7 @@ def _synonyms(entity: str) -> dict[str, str]:
 def _check_entity(entity: str) -> None:
     if entity not in _HEADERS:
         raise BadRequest(
-            f"Cannot import '{entity}'; use contacts or companies.",
+            f"Cannot import '{entity}'; use {', '.join(ENTITIES)}.",
             [FieldError(("entity",), "unknown entity")],
         )
 
@@ -803,6 +960,180 @@ def money_amount(value: str) -> str:
     return str(number)
 
 
+#: Currency signs, and the currency each stands for when no currency column says otherwise.
+CURRENCY_SIGNS: dict[str, str] = {
+    "US$": "USD",
+    "$": "USD",
+    "¥": "JPY",
+    "￥": "JPY",
+    "円": "JPY",
+    # Shift_JIS writes the yen sign as the byte of the backslash, and CP932 reads it so.
+    "\\": "JPY",
+    "€": "EUR",
+    "£": "GBP",
+}
+_MONEY_CODE = re.compile(r"^(?:([A-Za-z]{3})\s*)?(.*?)(?:\s*([A-Za-z]{3}))?$")
+
+
+def money_with_currency(value: str) -> tuple[str, str | None]:
+    """An amount as a decimal string, and the currency its sign or ISO code names (if any).
+
+    ``￥12,800`` is ``("12800", "JPY")``, ``$1,200.50`` is ``("1200.50", "USD")``,
+    ``EUR 99`` is ``("99", "EUR")`` and ``12800`` is ``("12800", None)``.
+    """
+    text = value.strip()
+    codes: set[str] = set()
+    found = _MONEY_CODE.match(text)
+    if found and (found.group(1) or found.group(3)) and re.search(r"\d", found.group(2)):
+        codes = {c.upper() for c in (found.group(1), found.group(3)) if c}
+        text = found.group(2)
+    for sign, code in CURRENCY_SIGNS.items():
+        if sign in text:
+            codes.add(code)
+            text = text.replace(sign, "")
+    if len(codes) > 1:
+        raise ValueError(f"'{value}' names several currencies ({', '.join(sorted(codes))})")
+    try:
+        amount = money_amount(text)
+    except ValueError:
+        raise ValueError(f"'{value}' is not an amount") from None
+    return amount, next(iter(codes), None)
+
+
+def value_key(value: str) -> str:
+    """A value as compared with names people type: folded, without spaces and punctuation."""
+    return _value_key(value)
+
+
+_PERCENT_SIGNS = ("%", "％")
+
+
+def parse_percent(value: str) -> int:
+    """A whole percentage from ``35``, ``35%`` or a fraction such as ``0.35`` (HubSpot's)."""
+    text = value.strip()
+    has_sign = text.endswith(_PERCENT_SIGNS)
+    text = text.rstrip("%％ ").replace(",", ".") if has_sign else text.replace(" ", "")
+    try:
+        number = Decimal(text)
+    except InvalidOperation:
+        raise ValueError(f"'{value}' is not a percentage") from None
+    if not number.is_finite():
+        raise ValueError(f"'{value}' is not a percentage")
+    if not has_sign and "." in text and 0 <= number <= 1:
+        number *= 100
+    if not 0 <= number <= 100:
+        raise ValueError(f"'{value}' is not between 0 and 100 percent")
+    return int(number.to_integral_value())
+
+
+_DURATION_CLOCK = re.compile(r"^(?:(\d{1,3}):)?(\d{1,2}):(\d{2})$")
+_DURATION_PART = re.compile(
+    r"(\d+(?:\.\d+)?)\s*(hours?|hrs|hr|h|時間|minutes?|mins|min|m|分|seconds?|secs|sec|s|秒)",
+    re.IGNORECASE,
+)
+_DURATION_UNITS = {"h": 3600, "時": 3600, "m": 60, "分": 60, "s": 1, "秒": 1}
+
+
+def parse_duration(value: str) -> int:
+    """Seconds from ``540``, ``9:00``, ``0:09:00``, ``9m``, ``1h 5m`` or ``9分``."""
+    text = value.strip()
+    if text.isdigit():
+        return int(text)
+    clock = _DURATION_CLOCK.match(text)
+    if clock:
+        hours, minutes, seconds = (int(g) if g else 0 for g in clock.groups())
+        if (minutes >= 60 and clock.group(1)) or seconds >= 60:
+            raise ValueError(f"'{value}' is not a duration")
+        return hours * 3600 + minutes * 60 + seconds
+    parts = list(_DURATION_PART.finditer(text))
+    if not parts or _DURATION_PART.sub("", text).strip():
+        raise ValueError(f"'{value}' is not a duration; write seconds or h:mm:ss")
+    total = Decimal(0)
+    for part in parts:
+        total += Decimal(part.group(1)) * _DURATION_UNITS[part.group(2)[0].lower()]
+    return int(total.to_integral_value())
+
+
+_DATE_TIME = re.compile(
+    r"^(?:(?P<y>\d{4})[-/.](?P<m>\d{1,2})[-/.](?P<d>\d{1,2})"
+    r"|(?P<jy>\d{4})年\s*(?P<jm>\d{1,2})月\s*(?P<jd>\d{1,2})日"
+    r"|(?P<um>\d{1,2})/(?P<ud>\d{1,2})/(?P<uy>\d{4}))"
+    r"(?:(?:T|\s+)(?P<H>\d{1,2}):(?P<M>\d{2})(?::(?P<S>\d{2})(?P<frac>[.,]\d{1,6})?)?"
+    r"\s*(?P<ampm>[AaPp]\.?[Mm]\.?)?)?"
+    r"\s*(?P<tz>Z|UTC|GMT|[+-]\d{2}:?\d{2})?$"
+)
+
+
+def _read_date_time(value: str) -> tuple[date, time | None, tzinfo | None]:
+    found = _DATE_TIME.match(value.strip())
+    if found is None:
+        raise ValueError(f"'{value}' is not a date; write it as 2024-03-15")
+    g = found.groupdict()
+    year, month, day = (
+        (g["y"], g["m"], g["d"])
+        if g["y"]
+        else (g["jy"], g["jm"], g["jd"])
+        if g["jy"]
+        else (g["uy"], g["um"], g["ud"])
+    )
+    try:
+        day_read = date(int(year), int(month), int(day))
+    except ValueError:
+        raise ValueError(f"'{value}' is not a date; write it as 2024-03-15") from None
+    moment: time | None = None
+    if g["H"] is not None:
+        hour = int(g["H"])
+        if g["ampm"]:
+            if not 1 <= hour <= 12:
+                raise ValueError(f"'{value}' is not a time of day")
+            hour = hour % 12 + (12 if g["ampm"][0] in "Pp" else 0)
+        micro = int((g["frac"] or ".0")[1:].ljust(6, "0"))
+        try:
+            moment = time(hour, int(g["M"]), int(g["S"] or 0), micro)
+        except ValueError:
+            raise ValueError(f"'{value}' is not a time of day") from None
+    zone: tzinfo | None = None
+    if g["tz"]:
+        if g["tz"] in ("Z", "UTC", "GMT"):
+            zone = UTC
+        else:
+            sign = -1 if g["tz"][0] == "-" else 1
+            digits = g["tz"][1:].replace(":", "")
+            zone = timezone(sign * timedelta(hours=int(digits[:2]), minutes=int(digits[2:])))
+    return day_read, moment, zone
+
+
+def time_zone_named(name: str | None) -> tzinfo:
+    """The IANA time zone (``Asia/Tokyo``) in which times without an offset are read; UTC when
+    none is named. An unknown name is a ``BadRequest`` naming ``time_zone``."""
+    if name is None or not name.strip() or name.strip().upper() == "UTC":
+        return UTC
+    try:
+        if not re.fullmatch(r"[A-Za-z0-9_+\-/]{1,64}", name.strip()):
+            raise ValueError(name)
+        return ZoneInfo(name.strip())
+    except (ZoneInfoNotFoundError, ValueError):
+        raise BadRequest(
+            f"Unknown time zone '{name[:64]}'; use an IANA name such as Asia/Tokyo.",
+            [FieldError(("time_zone",), "unknown time zone")],
+        ) from None
+
+
+def parse_date(value: str) -> date:
+    """A date from ``2024-03-15``, ``2024/3/15``, ``2024年3月15日`` or ``3/15/2024`` (month
+    first, as US exports write it); a time after the date is ignored."""
+    return _read_date_time(value)[0]
+
+
+def parse_datetime(value: str, zone: tzinfo = UTC) -> datetime:
+    """A moment (UTC) from a date with an optional time (``2024-03-15 14:30``,
+    ``3/15/2024 2:30 PM``, ``2024-03-15T05:30:00Z``); without an offset it is read in
+    ``zone``, and a date alone is that day's midnight there."""
+    day, moment, given = _read_date_time(value)
+    local = datetime.combine(day, moment or time(), given or zone)
+    return local.astimezone(UTC)
+
+
 _SLASH_DATE = re.compile(r"^(\d{4})[/.](\d{1,2})[/.](\d{1,2})$")
 
 
@@ -816,6 +1147,31 @@ def custom_cell(field: CustomFieldRead, value: str) -> Any:
             except ValueError:
                 return value
     return value
+
+
+# ----------------------------------------------------------------------------- writing rows
+
+
+def row_savepoints(session: Session) -> tuple[Connection, Session]:
+    """The caller's transaction, and a session on it that turns each commit into a savepoint
+    (so that a service function's commit ends one row's write, and a bad row rolls back alone).
+
+    Python's sqlite3 module starts its transaction only at the first write, so a savepoint
+    taken first would be the outermost transaction and its release would commit; on SQLite
+    the transaction is therefore begun explicitly.
+    """
+    connection = session.connection()
+    if connection.dialect.name == "sqlite":
+        driver = connection.connection.driver_connection
+        if driver is not None and not getattr(driver, "in_transaction", True):
+            connection.exec_driver_sql("BEGIN")
+    rows = Session(
+        bind=connection,
+        join_transaction_mode="create_savepoint",
+        expire_on_commit=False,
+        info=dict(session.info),
+    )
+    return connection, rows
 
 
 # ----------------------------------------------------------------------------- reports
@@ -892,6 +1248,78 @@ class ReportBuilder:
         if report.dry_run and len(report.preview) < DRY_RUN_PREVIEW_ROWS:
             report.preview.append(ImportChange(row=row, action="error"))
 
+    def fail_cells(
+        self,
+        row: int,
+        headers: Sequence[str],
+        cells: Sequence[str],
+        problems: Sequence[tuple[int | None, str]],
+    ) -> None:
+        """Count a row as failed, with its problems as (column index or None, reason)."""
+        self.fail(
+            row,
+            [
+                (
+                    headers[i] if i is not None else "",
+                    cells[i] if i is not None and i < len(cells) else None,
+                    reason,
+                )
+                for i, reason in problems
+            ],
+        )
+        self.preview_error(row)
+
+
+def the_one(ids: Sequence[int], value: str, what: str, by: str) -> int | str:
+    """The one record a cell names, or why there is none (``what``: a contact; ``by``: the
+    email or name it was looked up by)."""
+    if len(ids) == 1:
+        return ids[0]
+    if ids:
+        return f"several {what}s have the {by} '{value}'"
+    return f"no {what} has the {by} '{value}'"
+
+
+def error_fields(exc: ValidationError | IchigenError) -> list[FieldError]:
+    """A write's errors as field errors: a schema's, or those a service raised (or its
+    detail, when it names no field)."""
+    if isinstance(exc, ValidationError):
+        return [FieldError(tuple(e["loc"]), e["msg"]) for e in exc.errors()]
+    return exc.errors or [FieldError((), exc.detail)]
+
+
+RowBatch = list[tuple[int, list[str]]]
+
+
+def write_in_batches(
+    session: Session,
+    table: Table,
+    write_batch: Callable[[Session, Connection, RowBatch], None],
+    *,
+    dry_run: bool,
+    progress: Callable[[int, int], None] | None,
+    batch_size: int = BATCH_SIZE,
+) -> None:
+    """Give each batch of the table's rows to ``write_batch`` with a session whose commits are
+    savepoints (see ``row_savepoints``); commit after each batch, or, for a dry run, roll
+    everything back at the end. ``progress(rows_done, total_rows)`` follows each batch."""
+    done = 0
+    try:
+        for batch in table.batches(batch_size):
+            connection, rows_session = row_savepoints(session)
+            try:
+                write_batch(rows_session, connection, batch)
+            finally:
+                rows_session.close()
+            if not dry_run:
+                session.commit()
+            done += len(batch)
+            if progress is not None:
+                progress(done, table.row_count)
+    finally:
+        if dry_run:
+            session.rollback()
+
 
 def write_error_report(report: ImportReport, out: TextIO) -> None:
     """The report's row errors as CSV (row, column, value, reason), for a spreadsheet."""
@@ -922,6 +1350,7 @@ def csv_row(values: Iterable[Any]) -> list[str]:
 
 __all__ = [
     "BATCH_SIZE",
+    "CURRENCY_SIGNS",
     "ImportChange",
     "ImportField",
     "ImportPreview",
@@ -935,17 +1364,28 @@ __all__ = [
     "csv_row",
     "csv_safe",
     "decode_text",
+    "error_fields",
     "import_fields",
     "lead_status",
     "lifecycle_stage",
+    "money_with_currency",
     "parse_bool",
+    "parse_date",
+    "parse_datetime",
+    "parse_duration",
     "parse_mapping",
+    "parse_percent",
     "preview_import",
     "read_table",
     "resolve_mapping",
+    "row_savepoints",
     "sniff_delimiter",
     "split_list",
     "split_name",
     "suggest_mapping",
+    "the_one",
+    "time_zone_named",
+    "value_key",
     "write_error_report",
+    "write_in_batches",
 ]

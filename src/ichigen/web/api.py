@@ -14,10 +14,12 @@ from ichigen.core.audit import AuditEntryRead, record_history
 from ichigen.core.custom_fields import CustomFieldCreate, CustomFieldRead, CustomFieldUpdate
 from ichigen.core.schemas import RecordId
 from ichigen.crm.activities.api import router as activities_router
+from ichigen.crm.activities.transfer_api import router as activity_transfers_router
 from ichigen.crm.companies.api import router as companies_router
 from ichigen.crm.contacts.api import router as contacts_router
 from ichigen.crm.deals.api import router as deals_router
 from ichigen.crm.deals.forecast_api import router as forecast_router
+from ichigen.crm.deals.transfer_api import router as deal_transfers_router
 from ichigen.crm.tasks.api import router as tasks_router
 from ichigen.web.deps import ApiActor, DbSession, IfMatch, etag
 from ichigen.web.problems import PROBLEM_RESPONSES
@@ -101,8 +103,12 @@ def api_router() -> APIRouter:
         auth_router,
         companies_router,
         contacts_router,
+        # Before the feature routers, whose /deals/{id} and /activities/{id} would take
+        # export.csv.
+        deal_transfers_router,
         deals_router,
         forecast_router,
+        activity_transfers_router,
         activities_router,
         tasks_router,
         fields_router,

@@ -84,6 +84,8 @@ class ImportFlow:
     The texts are ``N_``-marked English, translated when shown. ``modes`` and
     ``match_options`` map the values the service takes to their labels; the first of each is
     the default. ``changes`` builds the formatter that shows a dry run's changes per row.
+    A ``zoned`` import reads times without an offset in the visitor's time zone (its ``run``
+    takes ``time_zone``).
     """
 
     entity: str
@@ -97,6 +99,7 @@ class ImportFlow:
     preview: PreviewImport
     run: RunImport
     changes: Callable[[Ui, Session, ImportReport], ChangeFormatter]
+    zoned: bool = False
 
     @property
     def default_mode(self) -> str:
@@ -278,6 +281,7 @@ def add_import_routes(router: APIRouter, flow: ImportFlow) -> None:
         match_on = match_on if match_on in flow.match_options else flow.default_match
         headers = flow.preview(session, data, ui.actor, encoding=encoding).headers
         mapping = chosen_mapping(form, headers)
+        zone: dict[str, Any] = {"time_zone": str(ui.timezone)} if flow.zoned else {}
         try:
             report = flow.run(
                 session,
@@ -288,6 +292,7 @@ def add_import_routes(router: APIRouter, flow: ImportFlow) -> None:
                 match_on=match_on,
                 dry_run=form_text(form, "action", 20) != "import",
                 encoding=encoding,
+                **zone,
             )
         except BadRequest as exc:
             preview = flow.preview(session, data, ui.actor, encoding=encoding)

@@ -6,10 +6,12 @@ from fastapi import APIRouter, Depends, Response
 
 from ichigen.auth.views import router as auth_pages
 from ichigen.collect.views import router as source_pages
+from ichigen.crm.activities.transfer_views import router as activity_transfer_pages
 from ichigen.crm.activities.views import router as activity_pages
 from ichigen.crm.companies.views import router as company_pages
 from ichigen.crm.contacts.views import router as contact_pages
 from ichigen.crm.deals.forecast_views import router as forecast_pages
+from ichigen.crm.deals.transfer_views import router as deal_transfer_pages
 from ichigen.crm.deals.views import router as deal_pages
 from ichigen.crm.tasks.views import router as task_pages
 from ichigen.web.settings_views import router as settings_pages
@@ -20,8 +22,11 @@ FEATURE_PAGES: list[APIRouter] = [
     auth_pages,
     contact_pages,
     company_pages,
+    # Before the feature pages, whose /deals/{id} and /activities/{id} would take "import".
+    deal_transfer_pages,
     deal_pages,
     forecast_pages,
+    activity_transfer_pages,
     activity_pages,
     task_pages,
     source_pages,

@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import Any, Literal, TextIO
 
 from pydantic import ValidationError
-from sqlalchemy import Connection, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from ichigen.auth import service as auth_service
@@ -39,6 +39,7 @@ from ichigen.core.tabular import (
     preview_import,
     read_table,
     resolve_mapping,
+    row_savepoints,
     split_list,
     whole_number,
 )
@@ -184,27 +185,6 @@ def _locate(row: _Row, headers: list[str], loc: Sequence[Any]) -> tuple[str, str
     return "", None
 
 
-def _row_savepoints(session: Session) -> tuple[Connection, Session]:
-    """The caller's transaction, and a session on it that turns each commit into a savepoint.
-
-    Python's sqlite3 module starts its transaction only at the first write, so a savepoint
-    taken first would be the outermost transaction and its release would commit; on SQLite
-    the transaction is therefore begun explicitly.
-    """
-    connection = session.connection()
-    if connection.dialect.name == "sqlite":
-        driver = connection.connection.driver_connection
-        if driver is not None and not getattr(driver, "in_transaction", True):
-            connection.exec_driver_sql("BEGIN")
-    rows = Session(
-        bind=connection,
-        join_transaction_mode="create_savepoint",
-        expire_on_commit=False,
-        info=dict(session.info),
-    )
-    return connection, rows
-
-
 def import_companies(
     session: Session,
     data: bytes,
@@ -252,7 +232,7 @@ def import_companies(
     done = 0
     try:
         for batch in table.batches(batch_size):
-            _connection, rows_session = _row_savepoints(session)
+            _connection, rows_session = row_savepoints(session)
             try:
                 for number, cells in batch:
                     row = _read_row(number, cells, columns, len(table.headers), custom)

@@ -396,6 +396,33 @@ def company_ids_by_domain(session: Session, domains: Iterable[str]) -> dict[str,
     return {d: ids[0] for d, ids in found.items() if len(ids) == 1}
 
 
+def company_ids_named(session: Session, text: str) -> list[int]:
+    """The companies a person means by a domain (``acme.example``, a web address) or else by
+    a name (compared case- and width-insensitively), oldest first."""
+    value = text.strip()
+    if "." in value and " " not in value and "@" not in value:
+        try:
+            domain = normalise_domain(value)
+        except ValueError:
+            domain = ""
+        if domain:
+            by_domain = list(
+                session.scalars(
+                    select(Company.id).where(Company.domain == domain).order_by(Company.id).limit(5)
+                )
+            )
+            if by_domain:
+                return by_domain
+    folded = fold(value[:300])
+    if not folded:
+        return []
+    return list(
+        session.scalars(
+            select(Company.id).where(Company.name_folded == folded).order_by(Company.id).limit(5)
+        )
+    )
+
+
 def ensure_companies_by_name(
     session: Session, names: Iterable[str], actor: Actor
 ) -> dict[str, int]:

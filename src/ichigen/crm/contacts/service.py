@@ -7,6 +7,7 @@ queries, and writes rows, child rows, search terms and audit entries in one tran
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -853,6 +854,27 @@ def contact_ids_by_email(session: Session, emails: Iterable[str]) -> dict[str, i
                 ContactEmail.email.in_(wanted)
             )
         ).all()
+    )
+
+
+def contact_ids_named(session: Session, text: str) -> list[int]:
+    """The contacts a person means by an email address (``Name <a@b.jp>`` too) or, without
+    one, by a full name (compared case- and width-insensitively), oldest first."""
+    found = re.search(r"[^\s<>()\[\],;:\"']+@[^\s<>()\[\],;:\"']+", text)
+    if found:
+        try:
+            email = normalise_email(found.group(0))
+        except ValueError:
+            return []
+        contact_id = contact_ids_by_email(session, [email]).get(email)
+        return [contact_id] if contact_id is not None else []
+    folded = fold(text)[:401]
+    if not folded:
+        return []
+    return list(
+        session.scalars(
+            select(Contact.id).where(Contact.name_folded == folded).order_by(Contact.id).limit(5)
+        )
     )
 
 
