@@ -69,6 +69,8 @@ def test_deal_import_maps_dry_runs_and_imports_in_the_visitors_time_zone(
         found = {d.external_id: d for d in deals.list_deals(session, admin_actor).items}
     assert found["10001"].created_at == datetime(2026, 4, 1, 0, 30, tzinfo=UTC)  # 09:30 Tokyo
 
+    mine = browser.get("/deals/export.csv", params={"owner": "me"})
+    assert mine.content.decode("utf-8-sig").count("\r\n") == 1  # the rep owns them all
     exported = browser.get("/deals/export.csv", params={"status": "won"})
     assert exported.status_code == 200
     assert exported.headers["content-disposition"].startswith('attachment; filename="deals-')

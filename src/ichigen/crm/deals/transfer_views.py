@@ -12,6 +12,7 @@ from ichigen.core.tabular import ImportReport
 from ichigen.crm.companies import service as companies
 from ichigen.crm.contacts import service as contacts
 from ichigen.crm.deals import imports, service
+from ichigen.crm.deals.views import ListParams, list_filters
 from ichigen.web.deps import DbSession
 from ichigen.web.i18n import N_
 from ichigen.web.import_views import ImportFlow, add_import_routes
@@ -114,30 +115,33 @@ add_import_routes(router, DEAL_IMPORT)
 def export_deals(
     ui: SignedIn,
     q: Text = "",
-    filter: Annotated[list[str], Query(max_length=300)] = [],  # noqa: B006
-    pipeline_id: int | None = None,
-    stage_id: int | None = None,
+    pipeline: Text = "",
+    stage: Text = "",
+    owner: Text = "",
     status: Text = "",
-    owner_id: int | None = None,
-    company_id: int | None = None,
+    close_from: Text = "",
+    close_to: Text = "",
+    company: Text = "",
+    filter: Annotated[list[str], Query(max_length=300)] = [],  # noqa: B006
 ) -> Response:
-    """The deals a list shows as CSV, streamed: its quick search, the list's own filters
-    (``pipeline_id``, ``stage_id``, ``status``, ``owner_id``, ``company_id``) and any
-    ``filter=field:op:value``, as the API takes them."""
-    filters = list(filter)
-    for name, value in (
-        ("pipeline_id", pipeline_id),
-        ("stage_id", stage_id),
-        ("status", status.strip() or None),
-        ("owner_id", owner_id),
-        ("company_id", company_id),
-    ):
-        if value is not None:
-            filters.append(f"{name}:eq:{value}")
+    """The deals the list shows as CSV, streamed: the list's own search and filters (the same
+    query as ``/deals``, so its "Export CSV" link carries it over), and any
+    ``filter=field:op:value`` as the API takes them."""
+    params = ListParams(
+        q=q.strip(),
+        pipeline=pipeline,
+        stage=stage,
+        owner=owner,
+        status=status,
+        close_from=close_from,
+        close_to=close_to,
+        company=company,
+    )
+    filters = [*list_filters(params, ui), *filter]
     return csv_download(
         ui,
         "deals",
         lambda session: imports.deals_csv(
-            session, ui.actor, filters=filters, q=q.strip() or None, bom=True
+            session, ui.actor, filters=filters, q=params.q or None, bom=True
         ),
     )
