@@ -47,7 +47,7 @@ def demo(
         Size,
         typer.Option(
             help="small: 200 companies, 2,000 contacts, 300 deals; medium: 10k/100k/3k; "
-            "large: 100k/1M/20k."
+            "large: 100k/1M/3k."
         ),
     ] = Size.small,
     seed: Annotated[int, typer.Option(help="Same seed, same data.")] = DEFAULT_SEED,

@@ -887,7 +887,8 @@ def _later_today(rnd: random.Random, now: datetime, zone: ZoneInfo, *, also_utc:
     if high - low < timedelta(minutes=20):
         low, high = start, end
     if high - low < timedelta(minutes=10):
-        return start.replace(second=0, microsecond=0)
+        # The last minutes of the day: due before midnight all the same.
+        return now + (end - now) / 2
     due = low + (high - low - timedelta(minutes=5)) * rnd.random()
     return due.replace(second=0, microsecond=0)
 
