@@ -205,6 +205,7 @@ def test_board_moves_ask_for_required_fields(
     history = detail.split('class="card stage-history"')[1].split("</section>")[0]
     assert history.index("Negotiation") < history.index("Proposal") < history.index("Qualified")
     assert "(so far)" in history
+    assert "Place on the board" not in detail
 
 
 def test_board_filters_by_owner(browser: TestClient, sales: Setup) -> None:

@@ -735,6 +735,14 @@ def deal_detail(ui: SignedIn, session: DbSession, deal_id: int) -> Response:
     fields = service.deal_custom_fields(session)
     history = service.stage_history(session, deal_id, ui.actor)
     audit = record_history(session, "deals", deal_id, limit=200) if ui.can("audit") else []
+    # A card's place on the board is kept in the log, but says nothing to a reader.
+    audit = [
+        entry.model_copy(
+            update={"changes": {k: v for k, v in entry.changes.items() if k != "board_position"}}
+        )
+        for entry in audit
+        if set(entry.changes) != {"board_position"}
+    ]
     pipeline = service.get_pipeline(session, deal.pipeline_id, ui.actor)
     users = _users(session, {deal.owner_id or 0})
     return ui.render(
