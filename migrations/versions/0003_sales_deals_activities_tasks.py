@@ -158,6 +158,8 @@ def upgrade() -> None:
         sa.Column("created_at", ichigen.core.db.UTCDateTime(timezone=True), nullable=False),
         sa.Column("read_at", ichigen.core.db.UTCDateTime(timezone=True), nullable=True),
         sa.Column("emailed_at", ichigen.core.db.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("email_next_at", ichigen.core.db.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("email_attempts", sa.Integer(), nullable=False),
         sa.ForeignKeyConstraint(
             ["user_id"],
             ["users.id"],
@@ -170,6 +172,7 @@ def upgrade() -> None:
         batch_op.create_index(
             "ix_notifications_user_read_id", ["user_id", "read_at", "id"], unique=False
         )
+        batch_op.create_index("ix_notifications_email_next_at", ["email_next_at"], unique=False)
 
     op.create_table(
         "quotas",
@@ -565,6 +568,7 @@ def downgrade() -> None:
 
     op.drop_table("quotas")
     with op.batch_alter_table("notifications", schema=None) as batch_op:
+        batch_op.drop_index("ix_notifications_email_next_at")
         batch_op.drop_index("ix_notifications_user_read_id")
 
     op.drop_table("notifications")
