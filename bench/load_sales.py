@@ -629,16 +629,59 @@ def load_sales(
         engine.dispose()
 
 
+def finish_partial(store: Store, tasks: int = 200_000) -> dict[str, Any]:
+    """Close a load that was stopped during the activities: add the tasks and the marker,
+    with the counts the store really holds (the figures then say how many activities)."""
+    engine = create_db_engine(store.url)
+    try:
+        with engine.begin() as conn:
+            deal_ids = [int(r[0]) for r in conn.execute(text("SELECT id FROM deals ORDER BY id"))]
+            activities = int(conn.execute(text("SELECT count(*) FROM activities")).scalar_one())
+            conn.execute(text("DELETE FROM tasks"))
+            ids = _existing(conn)
+        Writer(engine).write(Task.__table__, TASK_COLUMNS, _tasks(ids, tasks, deal_ids))  # type: ignore[arg-type]
+        meta = {
+            "sales_version": SALES_VERSION,
+            "deals": len(deal_ids),
+            "activities": activities,
+            "tasks": tasks,
+            "partial": True,
+        }
+        with engine.begin() as conn:
+            conn.execute(text("CREATE TABLE IF NOT EXISTS bench_sales_meta (doc TEXT NOT NULL)"))
+            conn.execute(text("DELETE FROM bench_sales_meta"))
+            conn.execute(
+                text("INSERT INTO bench_sales_meta (doc) VALUES (:doc)"), {"doc": json.dumps(meta)}
+            )
+        if engine.dialect.name == "postgresql":
+            with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+                conn.execute(text("VACUUM ANALYZE"))
+        else:
+            with engine.begin() as conn:
+                conn.execute(text("ANALYZE"))
+        return meta
+    finally:
+        engine.dispose()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--engine", choices=("sqlite", "postgresql", "both"), default="both")
     parser.add_argument("--deals", type=int, default=300_000)
     parser.add_argument("--activities", type=int, default=5_000_000)
     parser.add_argument("--tasks", type=int, default=200_000)
+    parser.add_argument(
+        "--finish-partial",
+        action="store_true",
+        help="add tasks and the marker to a load stopped during the activities",
+    )
     args = parser.parse_args()
     engines = ("sqlite", "postgresql") if args.engine == "both" else (args.engine,)
     for engine in engines:
         store = sqlite_store() if engine == "sqlite" else postgres_store()
+        if args.finish_partial:
+            print(f"{engine}: {finish_partial(store, args.tasks)}")
+            continue
         meta = load_sales(store, deals=args.deals, activities=args.activities, tasks=args.tasks)
         print(f"{engine}: {meta}")
 
