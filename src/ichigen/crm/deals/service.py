@@ -133,11 +133,13 @@ def known_currencies() -> frozenset[str]:
     return frozenset(list_currencies())
 
 
+@lru_cache(maxsize=512)
 def currency_scale(currency: str) -> int:
     """Decimal places of a currency's amounts: JPY 0, USD 2, KWD 3."""
     return int(get_currency_precision(currency))
 
 
+@lru_cache(maxsize=512)
 def _quantum(currency: str) -> Decimal:
     return Decimal(1).scaleb(-currency_scale(currency))
 
@@ -1842,13 +1844,12 @@ def kanban(
                 )
     # Cards as plain tuples in ``queries.CARD_COLUMNS`` order: a board has hundreds.
     cards: dict[int, list[tuple[Any, ...]]] = {stage_id: [] for stage_id in stage_ids}
-    filled = [stage_id for stage_id in stage_ids if counts.get(stage_id)]
-    if filled:
-        params: dict[str, Any] = {f"stage_{i}": stage_id for i, stage_id in enumerate(filled)}
+    if stage_ids:
+        params: dict[str, Any] = {f"stage_{i}": stage_id for i, stage_id in enumerate(stage_ids)}
         params["limit"] = per_stage + 1
         if owner_id is not None:
             params["owner_id"] = owner_id
-        statement = queries.board_cards(len(filled), owner_id is not None)
+        statement = queries.board_cards(len(stage_ids), owner_id is not None)
         for row in session.execute(statement, params).all():
             cards[row[1]].append(tuple(row))
         for rows in cards.values():
