@@ -259,3 +259,19 @@ def test_delete_is_audited(session: Session, admin: Actor) -> None:
     service.delete_task(session, made.id, admin, if_version=1)
     assert tasks_in_db(session) == 0
     assert [h.action for h in record_history(session, "tasks", made.id)] == ["delete", "create"]
+
+
+def test_a_task_keeps_an_assignee_who_left_until_someone_changes_it(
+    session: Session, admin: Actor
+) -> None:
+    leaver = user(session, "leaver@example.com")
+    other = task(session, admin, "Other")
+    made = task(session, admin, "Handed to a leaver", assignee_id=leaver.id)
+    auth_service.update_user(session, leaver.id, UserUpdate(is_active=False), admin)
+    kept = service.update_task(
+        session, made.id, TaskUpdate(title="Still theirs", assignee_id=leaver.id), admin
+    )
+    assert kept.assignee_id == leaver.id and kept.title == "Still theirs"
+    with pytest.raises(ValidationFailed) as info:
+        service.update_task(session, other.id, TaskUpdate(assignee_id=leaver.id), admin)
+    assert {e.loc for e in info.value.errors} == {("assignee_id",)}

@@ -381,9 +381,19 @@ def _record_exists(session: Session, record_type: str, record_id: int) -> bool:
 
 
 def _check(
-    session: Session, values: dict[str, Any], changed: set[str], errors: list[FieldError]
+    session: Session,
+    values: dict[str, Any],
+    changed: set[str],
+    errors: list[FieldError],
+    before: dict[str, Any] | None = None,
 ) -> None:
-    """Normalise and check a task's values in place; ``changed`` names the fields given."""
+    """Normalise and check a task's values in place; ``changed`` names the fields given.
+
+    The assignee and the record are checked only when they differ from ``before`` (the
+    task as stored): a task keeps a since-deactivated assignee or a since-deleted record
+    until someone changes them.
+    """
+    kept = before or {}
     if changed & {"due_at", "all_day"} and values["due_at"] is not None:
         due: datetime = values["due_at"]
         values["due_at"] = (
@@ -391,7 +401,8 @@ def _check(
         )
     if "remind_at" in changed and values["remind_at"] is not None:
         values["remind_at"] = values["remind_at"].astimezone(UTC)
-    if "assignee_id" in changed and values["assignee_id"] is not None:
+    assignee = values["assignee_id"]
+    if "assignee_id" in changed and assignee is not None and assignee != kept.get("assignee_id"):
         try:
             if not auth_service.get_user(session, values["assignee_id"]).is_active:
                 errors.append(FieldError(("assignee_id",), "the assignee is an inactive user"))
@@ -403,7 +414,11 @@ def _check(
             errors.append(FieldError(("record_type",), "give the record's type with its id"))
         elif record_type is not None and record_id is None:
             errors.append(FieldError(("record_id",), "give the record's id with its type"))
-        elif record_type is not None and not _record_exists(session, record_type, record_id):
+        elif (
+            record_type is not None
+            and (record_type, record_id) != (kept.get("record_type"), kept.get("record_id"))
+            and not _record_exists(session, record_type, record_id)
+        ):
             errors.append(FieldError(("record_id",), f"no such {record_type}"))
     if changed & {"recurrence", "due_at", "all_day"} and values["recurrence"] is not None:
         try:
@@ -497,9 +512,9 @@ def update_task(
     for name in _NOT_NULL:
         if name in given and given[name] is None:
             given[name] = _DEFAULTS[name]
-    values = {name: getattr(row, name) for name in _DEFAULTS}
-    values.update(given)
-    _check(session, values, set(given), errors)
+    stored = {name: getattr(row, name) for name in _DEFAULTS}
+    values = stored | given
+    _check(session, values, set(given), errors, stored)
     if errors:
         raise ValidationFailed("The task has invalid fields.", errors)
     if "external_id" in given:

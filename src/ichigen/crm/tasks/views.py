@@ -17,6 +17,7 @@ from pydantic import ValidationError
 from starlette.datastructures import FormData
 
 from ichigen.auth import service as auth_service
+from ichigen.auth.schemas import UserRead
 from ichigen.core.audit import record_history
 from ichigen.core.clock import utcnow
 from ichigen.core.errors import Conflict, FieldError, NotFound, PreconditionFailed, ValidationFailed
@@ -457,7 +458,7 @@ def _render_form(
             "item": item,
             "form": form,
             "record_name": record_name,
-            "people_choices": auth_service.list_users(session, include_inactive=False),
+            "people_choices": _assignable(session, item),
             "priority_labels": PRIORITY_LABELS,
             "record_labels": RECORD_LABELS,
             "repeat_choices": REPEAT_CHOICES,
@@ -466,6 +467,15 @@ def _render_form(
         },
         status_code=status_code,
     )
+
+
+def _assignable(session: DbSession, item: TaskRead | None) -> list[UserRead]:
+    """Active users, and the task's assignee even if no longer active (so that saving the
+    form unchanged keeps them)."""
+    people = auth_service.list_users(session, include_inactive=False)
+    if item is not None and item.assignee_id and all(p.id != item.assignee_id for p in people):
+        people.append(auth_service.get_user(session, item.assignee_id))
+    return people
 
 
 def _save_problems(
