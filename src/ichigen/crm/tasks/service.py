@@ -96,7 +96,7 @@ _WINDOWS = {"overdue": "overdue", "today": "due_today", "upcoming": "upcoming"}
 #: Tasks per list of My day (the totals count them all).
 MY_DAY_LIMIT = 20
 #: Deals needing a next step that My day lists.
-DEALS_LIMIT = 20
+DEALS_LIMIT = 10
 #: Fields that may not be null: sending null puts back the default.
 _NOT_NULL = ("description", "all_day", "priority")
 
