@@ -162,7 +162,7 @@ def test_definitions_are_checked(session: Session, admin: Actor) -> None:
     with pytest.raises(ValueError, match="pattern"):
         CustomFieldCreate(entity="contacts", key="Bad Key", label="x", field_type=FieldType.text)
     with pytest.raises(ValueError, match="pattern"):
-        CustomFieldCreate(entity="deals", key="ok", label="x", field_type=FieldType.text)
+        CustomFieldCreate(entity="tickets", key="ok", label="x", field_type=FieldType.text)
 
 
 def test_update_and_delete_definitions(session: Session, admin: Actor) -> None:
