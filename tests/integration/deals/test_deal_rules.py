@@ -161,7 +161,7 @@ def test_a_stages_required_fields_are_checked_on_entry_and_nothing_changes(
         fields=DealUpdate(amount=Decimal("500000"), expected_close_date=date(2099, 1, 31)),
     )
     assert (moved.stage_name, moved.amount, moved.probability) == ("Negotiation", 500000, 80)
-    assert moved.forecast_category == "commit"
+    assert moved.forecast_category == "best_case"
     # Entering the stage directly on create is held to the same rules.
     assert set(_errors(session, admin, stage_id=sales.stage("Proposal"))) == {("amount",)}
 
@@ -213,6 +213,15 @@ def test_probability_and_forecast_category_overrides(
     )
     assert (cleared.probability, cleared.forecast_category) == (10, "pipeline")
     assert service.derived_forecast_category("open", 55) == "best_case"
+    # The deal's shown category follows the forecast's thresholds (one rule, both places).
+    assert [service.derived_forecast_category("open", p) for p in (49, 50, 89, 90)] == [
+        "pipeline",
+        "best_case",
+        "best_case",
+        "commit",
+    ]
+    eighty = service.update_deal(session, made.id, DealUpdate(probability=85), admin)
+    assert eighty.forecast_category == "best_case"
 
 
 def test_owner_must_be_an_active_user(session: Session, admin: Actor, sales: Sales) -> None:

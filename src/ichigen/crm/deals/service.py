@@ -164,12 +164,13 @@ def from_minor_units(minor: int, currency: str) -> Decimal:
 
 def derived_forecast_category(status: str, probability: int) -> str:
     """The forecast category of a deal nobody categorised: won deals are committed, lost
-    ones omitted, and open ones by probability (80 % and up commit, 50 % best case)."""
+    ones omitted, and open ones by probability, with the thresholds the forecast's SQL uses
+    (``forecasts.COMMIT_FROM``, ``forecasts.BEST_CASE_FROM``)."""
     if status == "lost":
         return "omitted"
-    if status == "won" or probability >= 80:
+    if status == "won" or probability >= forecasts.COMMIT_FROM:
         return "commit"
-    if probability >= 50:
+    if probability >= forecasts.BEST_CASE_FROM:
         return "best_case"
     return "pipeline"
 
