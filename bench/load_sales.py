@@ -34,6 +34,7 @@ from sqlalchemy.orm import Session
 from bench.load_crm import Store, postgres_store, sqlite_store
 from ichigen.core.db import Base, create_db_engine
 from ichigen.core.models_registry import import_all_models
+from ichigen.crm.activities import service as activities_service
 from ichigen.crm.activities.models import Activity, ActivityLink
 from ichigen.crm.deals import service as deals_service
 from ichigen.crm.deals.models import (
@@ -602,6 +603,8 @@ def load_sales(
                 f"  [{store.engine}] activities {written:,}/{activities:,} "
                 f"({time.perf_counter() - started:,.0f} s)"
             )
+        with Session(engine) as session:
+            activities_service.rebuild_activity_counts(session)
         writer.write(Task.__table__, TASK_COLUMNS, _tasks(ids, tasks, deal_ids))  # type: ignore[arg-type]
         seconds = time.perf_counter() - started
         meta = {
@@ -639,6 +642,8 @@ def finish_partial(store: Store, tasks: int = 200_000) -> dict[str, Any]:
             activities = int(conn.execute(text("SELECT count(*) FROM activities")).scalar_one())
             conn.execute(text("DELETE FROM tasks"))
             ids = _existing(conn)
+        with Session(engine) as session:
+            activities_service.rebuild_activity_counts(session)
         Writer(engine).write(Task.__table__, TASK_COLUMNS, _tasks(ids, tasks, deal_ids))  # type: ignore[arg-type]
         meta = {
             "sales_version": SALES_VERSION,

@@ -1,4 +1,5 @@
-"""Bulk inserts for hot write paths (imports): new ids in order, and plain executemany.
+"""Bulk writes for hot paths (imports, running counts): new ids in order, plain executemany,
+and counters added to in place.
 
 SQLAlchemy inserts many rows well, with two costs that matter at tens of thousands of rows a
 second: on SQLite, which has no ordered multi-row ``RETURNING``, an insert that must return
@@ -12,6 +13,8 @@ from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import Table
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 
@@ -54,3 +57,26 @@ def insert_plain_rows(
     else:
         params = [dict(zip(columns, row, strict=True)) for row in rows]
     connection.exec_driver_sql(compiled.string, params)
+
+
+def add_to_counters(
+    session: Session, table: Table, keys: Sequence[str], rows: Sequence[dict[str, Any]]
+) -> None:
+    """Add each row's other columns to the row of ``table`` with the same ``keys``, creating it
+    when missing (running counts and totals kept with every write).
+
+    Pass rows sorted by their keys: concurrent writers then lock the rows in one order and
+    never deadlock.
+    """
+    if not rows:
+        return
+    dialect = session.get_bind().dialect.name
+    stmt = (pg_insert if dialect == "postgresql" else sqlite_insert)(table)
+    added = [name for name in rows[0] if name not in keys]
+    session.execute(
+        stmt.on_conflict_do_update(
+            index_elements=[table.c[name] for name in keys],
+            set_={name: table.c[name] + stmt.excluded[name] for name in added},
+        ),
+        list(rows),
+    )

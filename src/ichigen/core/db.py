@@ -6,7 +6,7 @@ import json
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -15,6 +15,8 @@ import orjson
 from sqlalchemy import (
     JSON,
     BigInteger,
+    ColumnElement,
+    Date,
     DateTime,
     Dialect,
     Float,
@@ -23,7 +25,10 @@ from sqlalchemy import (
     Numeric,
     String,
     event,
+    func,
+    literal_column,
     text,
+    type_coerce,
 )
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import Engine, create_engine, make_url
@@ -72,6 +77,14 @@ class UTCDateTime(TypeDecorator[datetime]):
         if value is None:
             return None
         return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def utc_day(column: Any, dialect: str) -> ColumnElement[date]:
+    """The UTC calendar day of a ``UTCDateTime`` column. No bound parameters: the expression
+    also appears in GROUP BY, which PostgreSQL matches by its text."""
+    if dialect == "postgresql":
+        return type_coerce(func.date(func.timezone(literal_column("'UTC'"), column)), Date)
+    return type_coerce(func.date(column), Date)
 
 
 class DecimalType(TypeDecorator[Decimal]):

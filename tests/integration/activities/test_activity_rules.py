@@ -20,7 +20,7 @@ from ichigen.core.errors import (
     ValidationFailed,
 )
 from ichigen.crm.activities import service
-from ichigen.crm.activities.models import Activity, ActivityLink
+from ichigen.crm.activities.models import Activity, ActivityDayCount, ActivityLink
 from ichigen.crm.activities.schemas import ActivityCreate, ActivityUpdate
 
 
@@ -278,16 +278,65 @@ def test_a_completed_task_is_logged_under_the_tasks_permission(
         log(session, viewer, "task", links)
 
 
-def test_activity_counts_by_owner_in_a_range(session: Session, admin: Actor) -> None:
+def _counts_table(session: Session) -> list[tuple[Any, ...]]:
+    return [
+        tuple(r)
+        for r in session.execute(
+            select(
+                ActivityDayCount.day,
+                ActivityDayCount.owner_id,
+                ActivityDayCount.kind,
+                ActivityDayCount.count,
+            )
+            .where(ActivityDayCount.count != 0)
+            .order_by(ActivityDayCount.day, ActivityDayCount.owner_id, ActivityDayCount.kind)
+        )
+    ]
+
+
+def test_activity_counts_by_owner_and_day_follow_every_write(
+    session: Session, admin: Actor
+) -> None:
     rep = actor(session, "rep@example.com", "sales")
     links = [ref("contact", contact(session, email="a@example.jp").id)]
-    log(session, rep, "call", links, 0)
-    log(session, rep, "call", links, 10)
-    log(session, rep, "email", links, 20)
-    log(session, admin, "note", links, 30)
-    log(session, rep, "call", links, 60)  # at the end: outside [start, end)
-    log(session, rep, "call", links, -1)  # before the start
-    assert service.activity_counts_by_owner(session, at(0), at(60)) == {
-        rep.user_id: {"call": 2, "email": 1},
+    day = 24 * 60  # at(n * day) is 09:00 UTC, n days after 2026-05-01
+    first = log(session, rep, "call", links, 0)
+    moved = log(session, rep, "call", links, day)
+    service.log_activities(
+        session,
+        [
+            ActivityCreate(kind="email", links=links, occurred_at=at(2 * day)),
+            ActivityCreate(kind="email", links=links, occurred_at=at(2 * day + 14 * 60 + 59)),
+        ],
+        rep,
+    )
+    log(session, admin, "note", links, 3 * day)
+    log(session, rep, "call", links, 5 * day)  # on the end day: outside [first, end)
+    log(session, rep, "call", links, -day)  # the day before the first
+    log(session, admin, "note", links, 0, owner_id=None)  # no owner: not counted
+    may = (at(0).date(), at(5 * day).date())
+    assert service.activity_counts_by_owner(session, *may) == {
+        rep.user_id: {"call": 2, "email": 2},
         admin.user_id: {"note": 1},
     }
+    # 23:59 UTC on 2026-05-03 is still that day's.
+    assert service.activity_counts_by_owner(session, at(2 * day).date(), at(3 * day).date()) == {
+        rep.user_id: {"email": 2}
+    }
+
+    # A new owner, a new day, a deletion: each count follows.
+    service.update_activity(session, moved.id, ActivityUpdate(owner_id=admin.user_id), admin)
+    service.update_activity(session, first.id, ActivityUpdate(occurred_at=at(-2 * day)), admin)
+    service.update_activity(session, first.id, ActivityUpdate(subject="Same day"), admin)
+    notes = service.list_activities(session, admin, kinds=["note"], owner_id=admin.user_id)
+    service.delete_activity(session, notes.items[0].id, admin)
+    assert service.activity_counts_by_owner(session, *may) == {
+        rep.user_id: {"email": 2},
+        admin.user_id: {"call": 1},
+    }
+
+    # The running counts equal a recount from the activities.
+    kept = _counts_table(session)
+    service.rebuild_activity_counts(session)
+    assert _counts_table(session) == kept
+    assert len(kept) == 5

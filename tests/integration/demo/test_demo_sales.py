@@ -130,7 +130,9 @@ def test_the_sales_demo_tells_a_story(db: Database) -> None:
 
 
 def _check_reps(session: Session, admin: Actor, every: list[DealRead]) -> None:
-    counts = activities.activity_counts_by_owner(session, NOW - timedelta(days=460), NOW)
+    counts = activities.activity_counts_by_owner(
+        session, (NOW - timedelta(days=460)).date(), NOW.date() + timedelta(days=1)
+    )
     sellers = _sellers(session)
     assert len(sellers) == 9
     for user in sellers:

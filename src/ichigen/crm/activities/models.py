@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
 from sqlalchemy import (
     Boolean,
+    Date,
     ForeignKey,
     Index,
     Integer,
@@ -26,6 +27,7 @@ class Activity(Base):
     __tablename__ = "activities"
     __table_args__ = (
         Index("ix_activities_kind_occurred_at", "kind", "occurred_at"),
+        # An owner's activities (lists filtered by owner).
         Index("ix_activities_owner_id_occurred_at", "owner_id", "occurred_at"),
         # Lists of all activities, newest first, and date ranges (iCalendar export).
         Index("ix_activities_occurred_at_id", "occurred_at", "id"),
@@ -99,3 +101,22 @@ class ActivityLink(Base):
     record_id: Mapped[int] = mapped_column(IdType)
     kind: Mapped[str] = mapped_column(String(10))
     occurred_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class ActivityDayCount(Base):
+    """How many activities of one kind one owner has on one day (UTC).
+
+    The activities service keeps these with every write, so the dashboard's activity per rep
+    reads a few rows per day however many activities there are;
+    ``rebuild_activity_counts`` recomputes them after a bulk load that bypassed the service.
+    Activities without an owner are not counted.
+    """
+
+    __tablename__ = "activity_day_counts"
+
+    day: Mapped[date] = mapped_column(Date, primary_key=True)
+    owner_id: Mapped[int] = mapped_column(
+        IdType, ForeignKey("users.id", ondelete="CASCADE"), primary_key=True
+    )
+    kind: Mapped[str] = mapped_column(String(10), primary_key=True)
+    count: Mapped[int] = mapped_column(Integer)

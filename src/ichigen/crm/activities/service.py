@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import heapq
 import re
+from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -22,9 +23,9 @@ from sqlalchemy.orm import Session
 from ichigen.auth import service as auth_service
 from ichigen.auth.permissions import require, require_owner_access
 from ichigen.core.audit import Actor, AuditEntry, audit_row, diff, record_change
-from ichigen.core.bulk import insert_returning_ids
+from ichigen.core.bulk import add_to_counters, insert_returning_ids
 from ichigen.core.clock import utcnow
-from ichigen.core.db import session_settings
+from ichigen.core.db import session_settings, utc_day
 from ichigen.core.errors import (
     BadRequest,
     Conflict,
@@ -38,7 +39,7 @@ from ichigen.core.normalise import normalise_email
 from ichigen.core.query import decode_cursor, encode_cursor
 from ichigen.core.schemas import Page
 from ichigen.crm.activities import ical, queries
-from ichigen.crm.activities.models import Activity, ActivityLink
+from ichigen.crm.activities.models import Activity, ActivityDayCount, ActivityLink
 from ichigen.crm.activities.schemas import (
     KINDS,
     ActivityCreate,
@@ -272,6 +273,41 @@ def _add_links(session: Session, row: Activity, links: Iterable[RecordRef]) -> N
     )
 
 
+#: A day's count of one owner's activities of one kind: (UTC day, owner id, kind).
+CountKey = tuple[date, int, str]
+
+
+def _count_key(owner_id: int | None, kind: str, occurred_at: datetime) -> CountKey | None:
+    if owner_id is None:
+        return None
+    return (occurred_at.astimezone(UTC).date(), owner_id, kind)
+
+
+def _adjust_counts(session: Session, deltas: Counter[CountKey | None]) -> None:
+    """Add to the owners' activity counts per day (``ActivityDayCount``)."""
+    rows = [
+        {"day": key[0], "owner_id": key[1], "kind": key[2], "count": n}
+        for key, n in sorted((k, n) for k, n in deltas.items() if k is not None and n)
+    ]
+    add_to_counters(session, ActivityDayCount.__table__, ("day", "owner_id", "kind"), rows)  # type: ignore[arg-type]
+
+
+def rebuild_activity_counts(session: Session) -> None:
+    """Recompute the activity counts per owner and day from the activities (after a load that
+    wrote activities without this service); commits."""
+    session.execute(delete(ActivityDayCount))
+    day = utc_day(Activity.occurred_at, session.get_bind().dialect.name)
+    session.execute(
+        insert(ActivityDayCount).from_select(
+            ["day", "owner_id", "kind", "count"],
+            select(day, Activity.owner_id, Activity.kind, func.count())
+            .where(Activity.owner_id.is_not(None))
+            .group_by(day, Activity.owner_id, Activity.kind),
+        )
+    )
+    session.commit()
+
+
 def _create(
     session: Session,
     kind: str,
@@ -297,6 +333,7 @@ def _create(
     session.add(row)
     session.flush()
     _add_links(session, row, links)
+    _adjust_counts(session, Counter([_count_key(row.owner_id, kind, row.occurred_at)]))
     record_change(
         session, actor, ENTITY, row.id, "create", diff({}, _snapshot(row, map(_link_key, links)))
     )
@@ -366,6 +403,7 @@ def _apply(
     """Write checked values (and links, when given) to an activity; False if nothing changed."""
     current = _links_of(session, row.id)
     before = _snapshot(row, map(_link_key, current))
+    counted = _count_key(row.owner_id, row.kind, row.occurred_at)
     for name in COLUMNS:
         if name in values and getattr(row, name) != values[name]:
             setattr(row, name, values[name])
@@ -375,6 +413,9 @@ def _apply(
         return False
     row.version += 1
     row.updated_at = utcnow()
+    now_counted = _count_key(row.owner_id, row.kind, row.occurred_at)
+    if now_counted != counted:
+        _adjust_counts(session, Counter({counted: -1, now_counted: 1}))
     if links is not None and "links" in delta:
         session.execute(delete(ActivityLink).where(ActivityLink.activity_id == row.id))
         session.flush()
@@ -436,6 +477,7 @@ def delete_activity(
         session, actor, ENTITY, row.id, "delete", diff(_snapshot(row, map(_link_key, links)), {})
     )
     session.execute(delete(ActivityLink).where(ActivityLink.activity_id == row.id))
+    _adjust_counts(session, Counter({_count_key(row.owner_id, row.kind, row.occurred_at): -1}))
     session.delete(row)
     session.commit()
 
@@ -688,23 +730,17 @@ def list_activities(
     return _page(session, [(i, t) for i, t in session.execute(stmt)], limit)
 
 
-def activity_counts_by_owner(
-    session: Session, start: datetime, end: datetime
-) -> dict[int, dict[str, int]]:
-    """How many activities of each kind each owner has with ``occurred_at`` in
-    ``[start, end)``: ``{owner_id: {kind: count}}`` (for the sales dashboard; the caller
-    checks who may see it)."""
+def activity_counts_by_owner(session: Session, first: date, end: date) -> dict[int, dict[str, int]]:
+    """How many activities of each kind each owner has on the days from ``first`` up to, not
+    including, ``end`` (UTC): ``{owner_id: {kind: count}}``, from the running counts per day
+    (for the sales dashboard; the caller checks who may see it)."""
     counts: dict[int, dict[str, int]] = {}
     for owner_id, kind, count in session.execute(
-        select(Activity.owner_id, Activity.kind, func.count())
-        .where(
-            Activity.occurred_at >= start,
-            Activity.occurred_at < end,
-            Activity.owner_id.is_not(None),
-        )
-        .group_by(Activity.owner_id, Activity.kind)
+        select(ActivityDayCount.owner_id, ActivityDayCount.kind, func.sum(ActivityDayCount.count))
+        .where(ActivityDayCount.day >= first, ActivityDayCount.day < end)
+        .group_by(ActivityDayCount.owner_id, ActivityDayCount.kind)
     ):
-        if owner_id is not None:
+        if count:
             counts.setdefault(owner_id, {})[kind] = int(count)
     return counts
 
@@ -1052,6 +1088,9 @@ def log_activities(
         for ref in links
     ]
     session.execute(insert(ActivityLink), link_rows)
+    _adjust_counts(
+        session, Counter(_count_key(r["owner_id"], r["kind"], r["occurred_at"]) for r in rows)
+    )
     session.execute(
         insert(AuditEntry),
         [

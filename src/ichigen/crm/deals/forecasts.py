@@ -24,7 +24,6 @@ from babel.numbers import get_currency_precision, list_currencies
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import (
     ColumnElement,
-    Date,
     Integer,
     Select,
     and_,
@@ -43,7 +42,7 @@ from ichigen.auth.permissions import can, require
 from ichigen.auth.schemas import TeamRead, UserRead
 from ichigen.core.audit import Actor, diff, record_change
 from ichigen.core.clock import utcnow
-from ichigen.core.db import DecimalType, session_settings
+from ichigen.core.db import DecimalType, session_settings, utc_day
 from ichigen.core.errors import (
     Conflict,
     FieldError,
@@ -946,18 +945,10 @@ def _dialect(session: Session) -> str:
     return session.get_bind().dialect.name
 
 
-def _utc_day(column: Any, dialect: str) -> ColumnElement[date]:
-    """The UTC calendar day of a timestamp column. No bound parameters: the expression also
-    appears in GROUP BY, which PostgreSQL matches by its text."""
-    if dialect == "postgresql":
-        return type_coerce(func.date(func.timezone(literal_column("'UTC'"), column)), Date)
-    return type_coerce(func.date(column), Date)
-
-
 def _days_between(first: Any, last: Any, dialect: str) -> ColumnElement[int]:
     """Whole calendar days (UTC) from one timestamp column to another."""
     if dialect == "postgresql":
-        return type_coerce(_utc_day(last, dialect) - _utc_day(first, dialect), Integer)
+        return type_coerce(utc_day(last, dialect) - utc_day(first, dialect), Integer)
     return type_coerce(
         cast(func.julianday(func.date(last)) - func.julianday(func.date(first)), Integer), Integer
     )
@@ -1112,7 +1103,7 @@ def _closed_in_period(scope: ReportScope, dialect: str, statuses: Sequence[str])
             Deal.owner_id.label("owner_id"),
             Deal.status.label("status"),
             Deal.currency.label("currency"),
-            _foreign_day(_utc_day(Deal.closed_at, dialect), scope).label("day"),
+            _foreign_day(utc_day(Deal.closed_at, dialect), scope).label("day"),
             Deal.amount.label("amount"),
         )
         .where(
@@ -1456,7 +1447,7 @@ def stage_conversion(session: Session, scope: ReportScope) -> list[StageConversi
 def _activity_counts(session: Session, actor: Actor, period: Period) -> dict[int, dict[str, int]]:
     if not can(actor, "activities", "read"):
         return {}
-    return activities_service.activity_counts_by_owner(session, period.start_at, period.end_at)
+    return activities_service.activity_counts_by_owner(session, period.start, period.end)
 
 
 def sales_metrics(session: Session, actor: Actor, scope: ReportScope) -> SalesMetricsRead:
@@ -1629,7 +1620,7 @@ def win_rate_trend(session: Session, scope: ReportScope) -> list[MonthWinRate]:
     last = month_of(scope.period.last_day)
     months = Period("range", add_months(last.start, 1 - TREND_MONTHS), last.end)
     window = ReportScope(months, scope.currency, scope.group, scope.pipeline_id)
-    day = _utc_day(Deal.closed_at, _dialect(session))
+    day = utc_day(Deal.closed_at, _dialect(session))
     stmt = (
         select(Deal.status, Deal.currency, day, func.count(), _sum(Deal.amount))
         .where(

@@ -18,13 +18,12 @@ from typing import Any
 
 from babel.numbers import get_currency_precision, list_currencies
 from sqlalchemy import Row, Select, delete, func, insert, select, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from ichigen.auth import service as auth_service
 from ichigen.auth.permissions import require, require_owner_access
 from ichigen.core.audit import Actor, diff, record_change
+from ichigen.core.bulk import add_to_counters
 from ichigen.core.clock import utcnow
 from ichigen.core.custom_fields import (
     CustomFieldRead,
@@ -1564,22 +1563,7 @@ def _adjust_totals(
         for k, (c, m) in sorted(deltas.items())
         if c or m
     ]
-    if not rows:
-        return
-    table = queries.TOTALS
-    dialect = session.get_bind().dialect.name
-    stmt = (pg_insert if dialect == "postgresql" else sqlite_insert)(table)
-    # Sorted keys: concurrent writers lock the rows in one order, so they never deadlock.
-    session.execute(
-        stmt.on_conflict_do_update(
-            index_elements=[table.c.stage_id, table.c.owner_key, table.c.currency],
-            set_={
-                "deal_count": table.c.deal_count + stmt.excluded.deal_count,
-                "amount_minor": table.c.amount_minor + stmt.excluded.amount_minor,
-            },
-        ),
-        rows,
-    )
+    add_to_counters(session, queries.TOTALS, ("stage_id", "owner_key", "currency"), rows)
 
 
 def rebuild_stage_totals(session: Session) -> None:
