@@ -274,6 +274,32 @@
     send(dealId, new FormData(form), function () {});
   });
 
+  // My day: a task completed in place leaves its section; the section's count follows, and
+  // an emptied section says so, as it would after a reload.
+  document.addEventListener("htmx:afterSettle", function () {
+    document.querySelectorAll(".task-section[data-total]").forEach(function (section) {
+      var shown = section.querySelectorAll(".task-list > li").length;
+      var gone = Number(section.getAttribute("data-shown")) - shown;
+      var total = Math.max(0, Number(section.getAttribute("data-total")) - gone);
+      var badge = section.querySelector("h2 .badge");
+      if (badge) {
+        badge.textContent = String(total);
+        if (total === 0) {
+          badge.classList.remove("badge-delete");
+        }
+      }
+      if (shown === 0) {
+        section.querySelectorAll(".task-list, .task-more").forEach(function (el) {
+          el.hidden = true;
+        });
+        var empty = section.querySelector(".task-empty");
+        if (empty) {
+          empty.hidden = false;
+        }
+      }
+    });
+  });
+
   document.addEventListener("click", function (event) {
     var button = event.target.closest ? event.target.closest("[data-close-dialog]") : null;
     if (button) {
