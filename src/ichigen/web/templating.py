@@ -765,6 +765,8 @@ class ChangeFormatter:
     custom_fields: Sequence[CustomFieldRead] = ()
     names: Mapping[str, Mapping[Any, str]] = field(default_factory=dict)
     translated: Iterable[str] = ()
+    #: How to show a field's values where a lookup is not enough (an amount, a list of links).
+    formats: Mapping[str, Callable[[Any], str]] = field(default_factory=dict)
 
     def changes(self, delta: Mapping[str, Any]) -> list[HistoryChange]:
         order = {name: position for position, name in enumerate(self.labels)}
@@ -796,6 +798,16 @@ class ChangeFormatter:
                         )
                 continue
             if self._trivial(before, after):
+                continue
+            shown = self.formats.get(name)
+            if shown is not None:
+                rows.append(
+                    HistoryChange(
+                        self.ui.gettext(self.labels[name]) if name in self.labels else name,
+                        "—" if before in _EMPTY else shown(before),
+                        "—" if after in _EMPTY else shown(after),
+                    )
+                )
                 continue
             lookup = self.names.get(name)
             translate = name in translated

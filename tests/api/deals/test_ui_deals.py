@@ -110,17 +110,21 @@ def test_create_with_field_errors_then_edit_and_a_stale_edit(
     assert refused.status_code == 422
     assert "Too many decimal places for this currency." in refused.text
     assert "is before the day the deal was created" in refused.text
-    values.update(amount="100", expected_close_date="2099-03-31")
+    values.update(amount="1234500", expected_close_date="2099-03-31")
     created = browser.post("/deals/new", data=values, follow_redirects=False)
     assert created.status_code == 303, created.text
     detail = browser.get(created.headers["location"])
     assert "Deal created." in detail.text and "保守契約" in detail.text
     assert "Champion" in detail.text and "山田 太郎" in detail.text
     assert 'hx-get="/timeline/deal/' in detail.text and 'hx-get="/tasks/for/deal/' in detail.text
+    # The change history names the contact and role, and groups the amount's digits.
+    audit = detail.text.split('class="card history"')[1].split("</section>")[0]
+    assert "山田 太郎 (Champion)" in audit and "1,234,500" in audit
+    assert "contact_id" not in audit
     deal_id = int(created.headers["location"].rsplit("/", 1)[1])
 
     edit = form_values(browser.get(f"/deals/{deal_id}/edit").text)
-    assert edit["amount"] == "100" and edit["version"] == "1"
+    assert edit["amount"] == "1234500" and edit["version"] == "1"
     edit["next_step"] = "Send the quote"
     saved = browser.post(f"/deals/{deal_id}/edit", data=edit, follow_redirects=False)
     assert saved.status_code == 303

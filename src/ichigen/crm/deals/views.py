@@ -10,6 +10,7 @@ from datetime import date
 from decimal import Decimal, InvalidOperation
 from typing import Annotated, Any
 
+from babel.numbers import format_decimal
 from fastapi import Query, Response
 from pydantic import BaseModel, ValidationError
 from sqlalchemy.orm import Session
@@ -698,7 +699,10 @@ def _history_formatter(
     stage_ids: set[int] = set()
     pipeline_ids: set[int] = set()
     reason_ids: set[int] = set()
+    contact_ids: set[int] = set()
     for entry in entries:
+        for links in entry.changes.get("contacts", []):
+            contact_ids.update(link["contact_id"] for link in links or [] if isinstance(link, dict))
         for name, ids in (
             ("owner_id", user_ids),
             ("company_id", company_ids),
@@ -709,6 +713,22 @@ def _history_formatter(
             ids.update(v for v in entry.changes.get(name, []) if isinstance(v, int))
     pipelines = {p.id: p for p in service.list_pipelines(session, ui.actor, include_archived=True)}
     stage_names = {s.id: s.name for p in pipelines.values() for s in p.stages}
+    names = contacts.contact_names(session, contact_ids)
+
+    def people(links: Any) -> str:
+        shown = []
+        for link in links if isinstance(links, list) else []:
+            who = names.get(link.get("contact_id")) or f"#{link.get('contact_id')}"
+            role = link.get("role")
+            shown.append(f"{who} ({ui.gettext(ROLE_LABELS[role])})" if role in ROLE_LABELS else who)
+        return ", ".join(shown) or "—"
+
+    def number(value: Any) -> str:
+        try:
+            return str(format_decimal(Decimal(str(value)), locale=ui.locale))
+        except InvalidOperation:
+            return str(value)
+
     return ChangeFormatter(
         ui,
         FIELD_LABELS,
@@ -725,6 +745,7 @@ def _history_formatter(
             "forecast_category": CATEGORY_LABELS,
         },
         translated=("status", "forecast_category"),
+        formats={"contacts": people, "amount": number},
     )
 
 
