@@ -431,6 +431,7 @@ _DEAL_HEADERS: dict[str, str] = {
         "contacts|Associated Contact|Associated Contacts|Associated Contact(s)|Contacts|"
         "Contact|Contact Email|Contact Emails|Primary Contact|取引先責任者|取引先責任者メール"
     ),
+    "contact_roles": "contact_roles|Contact Roles|Contact Role|取引先責任者の役割",
     "expected_close_date": (
         "expected_close_date|Close Date|Expected Close Date|完了予定日|クローズ予定日|"
         "受注予定日|成約予定日"

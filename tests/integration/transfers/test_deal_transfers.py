@@ -266,3 +266,26 @@ def test_export_imports_back_unchanged(session: Session, admin: Actor, setting: 
     assert count == 7
     again = import_deals(session, out.getvalue().encode(), admin, match_on="id")
     assert (again.unchanged, again.failed) == (7, 0), again.errors
+
+
+def test_contact_roles_column(session: Session, admin: Actor, setting: Setting) -> None:
+    rows = (
+        "Deal Name,Contacts,Contact Roles\n"
+        "Roles,jane@acme.example,jane@acme.example=champion; bob@acme.example=Economic buyer\n"
+        "Bad role,jane@acme.example,jane@acme.example=ceo\n"
+        "No pair,,champion\n"
+        "Nobody,,nobody@example.com=user\n"
+    ).encode()
+    report = import_deals(session, rows, admin, mode="create")
+    assert report.mapping["Contact Roles"] == "contact_roles"
+    assert (report.created, report.failed) == (1, 3)
+    assert {(e.row, e.column): e.reason for e in report.errors} == {
+        (3, "Contact Roles"): "'ceo' is not a contact role; use decision_maker, champion, "
+        "influencer, economic_buyer, user, other",
+        (4, "Contact Roles"): "'champion' is not contact=role (e.g. taro@example.jp=champion)",
+        (5, "Contact Roles"): "no contact has the email 'nobody@example.com'",
+    }
+    (made,) = service.list_deals(session, admin).items
+    roles = {c.contact_id: c.role for c in made.contacts}
+    # A contact named only in the roles is added to the deal with its role.
+    assert roles == {setting.contacts["jane"]: "champion", setting.contacts["bob"]: "economic_buyer"}

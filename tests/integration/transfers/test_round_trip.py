@@ -28,7 +28,7 @@ from ichigen.crm.contacts import service as contacts
 from ichigen.crm.contacts.imports import export_contacts_csv, import_contacts
 from ichigen.crm.deals import service as deals
 from ichigen.crm.deals.imports import export_deals_csv, import_deals
-from ichigen.crm.deals.schemas import DealCreate
+from ichigen.crm.deals.schemas import DealContactIn, DealCreate
 
 
 @pytest.fixture
@@ -67,7 +67,7 @@ def fill(session: Session, admin: Actor) -> None:
         email="taro.yamada@sakura-seiko.co.jp",
         company_id=sakura.id,
     )
-    contact(session, first_name="Jane", last_name="Doe", email="jane@acme.example")
+    jane = contact(session, first_name="Jane", last_name="Doe", email="jane@acme.example")
     contact(session, first_name="Bob", last_name="Smith", email="bob@acme.example")
     import_deals(session, (DATA / "hubspot_deals.csv").read_bytes(), admin)
     import_deals(session, (DATA / "salesforce_opportunities_shift_jis.csv").read_bytes(), admin)
@@ -81,6 +81,10 @@ def fill(session: Session, admin: Actor) -> None:
             forecast_category="commit",
             custom={"region_code": "EU-1"},
             tags=["manual"],
+            contacts=[
+                DealContactIn(contact_id=taro.id, role="economic_buyer"),
+                DealContactIn(contact_id=jane.id),
+            ],
         ),
         admin,
     )
@@ -144,7 +148,7 @@ def deal_facts(session: Session, admin: Actor) -> dict[str, dict[str, Any]]:
         )
         shown["owner"] = users.get(d.owner_id or 0)
         shown["company"] = d.company.name if d.company else None
-        shown["contacts"] = sorted(str(people[c.contact_id]) for c in d.contacts)
+        shown["contacts"] = sorted(f"{people[c.contact_id]}={c.role}" for c in d.contacts)
         shown["lost_reason"] = reasons.get(d.lost_reason_id or 0)
         facts[d.name] = shown
     return facts

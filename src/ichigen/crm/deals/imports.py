@@ -70,6 +70,7 @@ from ichigen.crm.contacts import service as contacts
 from ichigen.crm.deals import service
 from ichigen.crm.deals.models import Deal, DealStageChange
 from ichigen.crm.deals.schemas import (
+    CONTACT_ROLES,
     DealCreate,
     DealRead,
     DealUpdate,
@@ -95,6 +96,7 @@ EXPORT_COLUMNS = (
     "owner",
     "company",
     "contacts",
+    "contact_roles",
     "expected_close_date",
     "closed_at",
     "created_at",
@@ -111,7 +113,20 @@ EXPORT_COLUMNS = (
 
 _TEXT = {"external_id", "name", "next_step", "close_note", "source"}
 #: Fields whose cells name other records (looked up once the row's deal is known).
-_REFERENCES = {"pipeline", "stage", "owner", "company", "contacts", "lost_reason", "deal_type"}
+_REFERENCES = {
+    "pipeline",
+    "stage",
+    "owner",
+    "company",
+    "contacts",
+    "contact_roles",
+    "lost_reason",
+    "deal_type",
+}
+#: Contact roles by their key or English label (``decision_maker``, "Decision maker").
+_ROLES = {value_key(r): r for r in CONTACT_ROLES} | {
+    value_key(r.replace("_", " ")): r for r in CONTACT_ROLES
+}
 _DATES = {"expected_close_date", "next_step_due"}
 #: Stage names other systems use for their won and lost stages.
 _WON = {value_key(v) for v in ("won", "closed won", "closed - won", "受注", "成約", "成立")}
@@ -400,6 +415,8 @@ def _resolve(session: Session, lookups: _Lookups, row: _Row, existing: DealRead 
             record["company_id"] = company
     if "contacts" in names:
         _resolve_contacts(session, lookups, row, existing)
+    if "contact_roles" in names:
+        _resolve_roles(session, lookups, row, existing)
     # A lost reason counts for lost deals only (the service clears it when a deal enters an
     # open or won stage; exports keep it on deals that were lost once).
     if "lost_reason" in names and stage is not None and stage.kind == "lost":
@@ -437,6 +454,41 @@ def _resolve_contacts(
                 links.append({"contact_id": found, "role": None})
                 listed.add(found)
     row.record["contacts"] = links
+
+
+def _resolve_roles(
+    session: Session, lookups: _Lookups, row: _Row, existing: DealRead | None
+) -> None:
+    """Roles of the deal's contacts from ``email=role`` items (as exports write them): the
+    contact gets the role, and is added to the deal if it was not on it."""
+    links: list[dict[str, Any]] = row.record.get("contacts") or (
+        [link.model_dump() for link in existing.contacts] if existing else []
+    )
+    for item in split_list(row.names["contact_roles"]):
+        who, sep, role_name = item.rpartition("=")
+        role = _ROLES.get(value_key(role_name))
+        if not sep or not who.strip():
+            row.problem(
+                "contact_roles", f"'{item}' is not contact=role (e.g. taro@example.jp=champion)"
+            )
+            continue
+        if role is None:
+            row.problem(
+                "contact_roles",
+                f"'{role_name.strip()}' is not a contact role; use {', '.join(CONTACT_ROLES)}",
+            )
+            continue
+        found = lookups.contact(session, who.strip())
+        if isinstance(found, str):
+            row.problem("contact_roles", found)
+            continue
+        link = next((link for link in links if link["contact_id"] == found), None)
+        if link is None:
+            links.append({"contact_id": found, "role": role})
+        else:
+            link["role"] = role
+    row.record["contacts"] = links
+    row.sources.setdefault("contacts", row.sources["contact_roles"])
 
 
 def _drop_derived(record: dict[str, Any], stage: StageRead, existing: DealRead | None) -> None:
@@ -842,6 +894,11 @@ def _chunks(
                 owners.get(d.owner_id) if d.owner_id is not None else None,
                 d.company.name if d.company else None,
                 [people[link.contact_id] for link in d.contacts if link.contact_id in people],
+                [
+                    f"{people[link.contact_id]}={link.role}"
+                    for link in d.contacts
+                    if link.role and link.contact_id in people
+                ],
                 d.expected_close_date.isoformat() if d.expected_close_date else None,
                 d.closed_at.isoformat() if d.closed_at else None,
                 d.created_at.isoformat(),

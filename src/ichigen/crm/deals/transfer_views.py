@@ -42,6 +42,7 @@ IMPORT_FIELD_LABELS: dict[str, str] = {
     "owner_id": N_("Owner"),
     "company_id": N_("Company"),
     "contacts": N_("Contacts"),
+    "contact_roles": N_("Contact roles"),
     "expected_close_date": N_("Expected close date"),
     "closed_at": N_("Closed at"),
     "lost_reason_id": N_("Lost reason"),
