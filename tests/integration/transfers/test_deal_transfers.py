@@ -270,12 +270,12 @@ def test_export_imports_back_unchanged(session: Session, admin: Actor, setting: 
 
 def test_contact_roles_column(session: Session, admin: Actor, setting: Setting) -> None:
     rows = (
-        "Deal Name,Contacts,Contact Roles\n"
-        "Roles,jane@acme.example,jane@acme.example=champion; bob@acme.example=Economic buyer\n"
-        "Bad role,jane@acme.example,jane@acme.example=ceo\n"
-        "No pair,,champion\n"
-        "Nobody,,nobody@example.com=user\n"
-    ).encode()
+        b"Deal Name,Contacts,Contact Roles\n"
+        b"Roles,jane@acme.example,jane@acme.example=champion; bob@acme.example=Economic buyer\n"
+        b"Bad role,jane@acme.example,jane@acme.example=ceo\n"
+        b"No pair,,champion\n"
+        b"Nobody,,nobody@example.com=user\n"
+    )
     report = import_deals(session, rows, admin, mode="create")
     assert report.mapping["Contact Roles"] == "contact_roles"
     assert (report.created, report.failed) == (1, 3)
@@ -288,4 +288,7 @@ def test_contact_roles_column(session: Session, admin: Actor, setting: Setting) 
     (made,) = service.list_deals(session, admin).items
     roles = {c.contact_id: c.role for c in made.contacts}
     # A contact named only in the roles is added to the deal with its role.
-    assert roles == {setting.contacts["jane"]: "champion", setting.contacts["bob"]: "economic_buyer"}
+    assert roles == {
+        setting.contacts["jane"]: "champion",
+        setting.contacts["bob"]: "economic_buyer",
+    }
