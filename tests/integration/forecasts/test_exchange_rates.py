@@ -120,3 +120,22 @@ def test_the_rate_book_loads_once_and_finds_each_day(session: Session, admin: Ac
     assert book.convert(Decimal(3), "USD", "JPY", date(2026, 7, 2)) == Decimal(450)
     with pytest.raises(MissingRate):
         book.to_base("USD", date(2025, 12, 31))
+
+
+def test_a_rate_book_from_a_day_reads_only_the_rates_that_apply(
+    session: Session, admin: Actor
+) -> None:
+    for month, rate in ((1, "140"), (4, "145"), (7, "150"), (10, "155")):
+        forecasts.set_rate(session, "USD", date(2026, month, 1), Decimal(rate), admin)
+    forecasts.set_rate(session, "EUR", date(2026, 8, 1), Decimal("160"), admin)
+    whole = RateBook.load(session, {"USD", "EUR"}, date(2026, 12, 31))
+    book = RateBook.load(session, {"USD", "EUR", "GBP"}, date(2026, 12, 31), since=date(2026, 5, 1))
+    # The rate in force on the first day (April's), and those after it; EUR starts later.
+    assert book.days["USD"] == [date(2026, 4, 1), date(2026, 7, 1), date(2026, 10, 1)]
+    assert book.days["EUR"] == [date(2026, 8, 1)] and book.days["GBP"] == []
+    for day in (date(2026, 5, 1), date(2026, 7, 1), date(2026, 9, 30), date(2026, 12, 31)):
+        assert book.to_base("USD", day) == whole.to_base("USD", day)
+    with pytest.raises(MissingRate):
+        book.to_base("EUR", date(2026, 7, 31))
+    with pytest.raises(ValueError, match="from 2026-05-01"):
+        book.to_base("USD", date(2026, 4, 30))

@@ -455,13 +455,25 @@ class RateBook:
     base: str
     days: dict[str, list[date]]
     rates: dict[str, list[Decimal]]
+    #: The first day the book answers for (``None``: any day).
+    since: date | None = None
     _factors: dict[tuple[str, str, date], Decimal] = field(default_factory=dict)
 
     @classmethod
     def load(
-        cls, session: Session, currencies: Iterable[str], until: date | None = None
+        cls,
+        session: Session,
+        currencies: Iterable[str],
+        until: date | None = None,
+        *,
+        since: date | None = None,
     ) -> RateBook:
-        """The rates of ``currencies`` (up to ``until``) to the base currency of the settings."""
+        """The rates of ``currencies`` (up to ``until``) to the base currency of the settings.
+
+        With ``since``, only the rates that can apply on that day or later are read: each
+        currency's latest rate on or before ``since``, and those after it (a board converting
+        at today's rates reads one rate per currency, not a year of them).
+        """
         base = session_settings(session).base_currency
         wanted = sorted(set(currencies) - {base})
         days: dict[str, list[date]] = {c: [] for c in wanted}
@@ -474,16 +486,39 @@ class RateBook:
             )
             if until is not None:
                 stmt = stmt.where(ExchangeRate.rate_date <= until)
+            if since is not None:
+                latest = session.execute(
+                    select(ExchangeRate.currency, func.max(ExchangeRate.rate_date))
+                    .where(
+                        ExchangeRate.base_currency == base,
+                        ExchangeRate.currency.in_(wanted),
+                        ExchangeRate.rate_date <= since,
+                    )
+                    .group_by(ExchangeRate.currency)
+                ).all()
+                first = dict(latest)
+                stmt = stmt.where(
+                    or_(
+                        *(
+                            and_(ExchangeRate.currency == c, ExchangeRate.rate_date >= first[c])
+                            if c in first
+                            else ExchangeRate.currency == c
+                            for c in wanted
+                        )
+                    )
+                )
             for code, day, rate in session.execute(stmt):
                 days[code].append(day)
                 rates[code].append(rate)
-        return cls(base, days, rates)
+        return cls(base, days, rates, since)
 
     def to_base(self, currency: str, on: date) -> Decimal:
         """Units of the base currency per unit of ``currency`` on a day (latest rate on or
         before it)."""
         if currency == self.base:
             return Decimal(1)
+        if self.since is not None and on < self.since:
+            raise ValueError(f"this rate book holds the rates from {self.since}, not {on}")
         days = self.days.get(currency, [])
         index = bisect_right(days, on)
         if index == 0:
@@ -514,7 +549,7 @@ def convert(
     rounded half up to ``to_currency``'s minor unit; a missing rate is a 422 naming it."""
     source = currency_code(currency, ("currency",))
     target = currency_code(to_currency, ("to_currency",))
-    book = RateBook.load(session, {source, target}, on)
+    book = RateBook.load(session, {source, target}, on, since=on)
     return round_money(book.convert(amount, source, target, on), target)
 
 
@@ -1172,7 +1207,9 @@ def forecast(session: Session, actor: Actor, scope: ReportScope) -> ForecastRead
     won = session.execute(_closed_in_period(scope, dialect, ("won",))).all()
     quotas = _quotas_within(session, scope.period) if can(actor, "quotas", "read") else []
     currencies = {r[1] for r in opened} | {r[2] for r in won} | {q.currency for q in quotas}
-    book = RateBook.load(session, currencies | {scope.currency}, scope.period.last_day)
+    book = RateBook.load(
+        session, currencies | {scope.currency}, scope.period.last_day, since=scope.period.start
+    )
     people = _People(session)
     target = scope.currency
     sums: dict[_Holder, _ForecastSums] = defaultdict(_ForecastSums)
@@ -1457,7 +1494,12 @@ def sales_metrics(session: Session, actor: Actor, scope: ReportScope) -> SalesMe
     dialect = _dialect(session)
     closed = session.execute(_closed_in_period(scope, dialect, ("won", "lost"))).all()
     cycles = session.execute(_cycle_histogram(scope, dialect)).all()
-    book = RateBook.load(session, {r[2] for r in closed} | {scope.currency}, scope.period.last_day)
+    book = RateBook.load(
+        session,
+        {r[2] for r in closed} | {scope.currency},
+        scope.period.last_day,
+        since=scope.period.start,
+    )
     people = _People(session)
     target = scope.currency
     sums: dict[_Holder, _SalesSums] = defaultdict(_SalesSums)
@@ -1592,7 +1634,7 @@ def pipeline_by_stage(session: Session, scope: ReportScope, today: date) -> Pipe
         .where(Stage.pipeline_id == pipeline.id, Stage.kind == "open")
         .group_by(DealStageTotal.stage_id, DealStageTotal.currency)
     ).all()
-    book = RateBook.load(session, {g[1] for g in groups} | {scope.currency}, today)
+    book = RateBook.load(session, {g[1] for g in groups} | {scope.currency}, today, since=today)
     counts: Counter[int] = Counter()
     amounts: dict[int, Decimal] = defaultdict(lambda: ZERO)
     for stage_id, currency, count, minor in groups:
@@ -1632,7 +1674,9 @@ def win_rate_trend(session: Session, scope: ReportScope) -> list[MonthWinRate]:
         .group_by(Deal.status, Deal.currency, day)
     )
     groups = session.execute(stmt).all()
-    book = RateBook.load(session, {g[1] for g in groups} | {scope.currency}, months.last_day)
+    book = RateBook.load(
+        session, {g[1] for g in groups} | {scope.currency}, months.last_day, since=months.start
+    )
     by_month: dict[str, _SalesSums] = {m.label: _SalesSums() for m in months.months()}
     for status, currency, closed_on, count, amount in groups:
         entry = by_month[month_of(closed_on).label]

@@ -1788,7 +1788,7 @@ def _converted_totals(
             for stage_id, column in totals.items()
         }
     today = utcnow().date()
-    book = forecasts.RateBook.load(session, currencies | {base}, today)
+    book = forecasts.RateBook.load(session, currencies | {base}, today, since=today)
     converted: dict[int, MoneyTotal] = {}
     for stage_id, column in totals.items():
         try:
