@@ -1,13 +1,17 @@
-"""Every benchmark of the Foundation budgets, then one summary table (``make bench``).
+"""Every benchmark of the issues' budgets, then one summary table (``make bench``).
 
 1. ``bench.load_crm``: the 1M-contact stores on SQLite and PostgreSQL (built once, then reused);
 2. ``bench.http_api``: list, quick search and get-by-id through the HTTP API, 8 clients,
    against the no-op baseline, on both engines;
 3. ``bench.csv_import``: contacts CSV import throughput on SQLite;
 4. ``bench.ingest`` and ``bench.event_lookup``: durable event ingest through ``/v1/batch``
-   against the same endpoint with the store skipped, and one person's events out of 100M.
+   against the same endpoint with the store skipped, and one person's events out of 100M;
+5. ``bench.sales_http`` (1 and 8 clients) and ``bench.sales_import``: timeline, kanban, My day,
+   forecast and sales figures with 300,000 deals and 5,000,000 activities added to the stores
+   by ``bench.load_sales``, and deal and activity import throughput.
 
     python -m bench.run_all [--quick] [--skip-postgres] [--skip-crm | --skip-collect]
+                            [--skip-sales]
 
 ``--quick`` shortens the runs (3 rounds of 3 s, import runs of 20,000 rows and no 1M run) for
 a first look; the budgets are judged on the full runs.
@@ -106,6 +110,31 @@ def collect_benchmarks(quick: bool) -> None:
         subprocess.run([sys.executable, "-m", module, *extra], check=True)
 
 
+def sales_benchmarks(quick: bool, engines: list[str]) -> None:
+    """Timeline, kanban, My day, forecast and sales figures at 300,000 deals and 5,000,000
+    activities (the sales issue's budgets), and deal and activity import throughput."""
+    rounds = ["--rounds", "1", "--seconds", "3"] if quick else []
+    for engine in engines:
+        for concurrency in ("1", "8"):
+            print(f"\n== bench.sales_http on {engine}, {concurrency} client(s)", flush=True)
+            subprocess.run(
+                [
+                    sys.executable,
+                    "-m",
+                    "bench.sales_http",
+                    "--engine",
+                    engine,
+                    "--concurrency",
+                    concurrency,
+                    *rounds,
+                ],
+                check=True,
+            )
+    print("\n== bench.sales_import", flush=True)
+    rows = ["--rows", "1000"] if quick else []
+    subprocess.run([sys.executable, "-m", "bench.sales_import", *rows], check=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="shorter runs, for a first look")
@@ -113,6 +142,7 @@ def main() -> None:
     parser.add_argument("--skip-import", action="store_true")
     parser.add_argument("--skip-crm", action="store_true", help="only the collect benchmarks")
     parser.add_argument("--skip-collect", action="store_true")
+    parser.add_argument("--skip-sales", action="store_true")
     parser.add_argument(
         "--workers",
         default="1,2",
@@ -154,6 +184,9 @@ def main() -> None:
         )
         csv_import.save(imports)
         csv_import.print_summary(imports)
+
+    if not args.skip_sales:
+        sales_benchmarks(args.quick, [store.engine for store in stores])
 
     print(f"\n== Summary (medians; total {time.perf_counter() - started:,.0f} s)")
     print(summary_table(http, imports))

@@ -125,12 +125,14 @@ def _one_at_a_time(port: int, token: str, path: str, times: int) -> dict[str, An
     }
 
 
-def measure(store: Store, *, rounds: int, seconds: float, concurrency: int) -> dict[str, Any]:
+def measure(
+    store: Store, *, rounds: int, seconds: float, concurrency: int, workers: int = 1
+) -> dict[str, Any]:
     """Rounds of every workload against one store; medians per workload, and the reports."""
     admin_token, rep_token, rep_id = _tokens(store.url)
     paths = _paths(store.url, seed=5)
     token_of = {w: (rep_token if w == "my_day" else admin_token) for w in WORKLOADS}
-    server = Server(store.url, 1)
+    server = Server(store.url, workers)
     raw: dict[str, list[dict[str, Any]]] = {w: [] for w in WORKLOADS}
     try:
         for workload in WORKLOADS:
@@ -160,6 +162,9 @@ def measure(store: Store, *, rounds: int, seconds: float, concurrency: int) -> d
                 f"/api/v1/sales-metrics?from={QUARTER_FROM}&to={NOW.date().isoformat()}",
                 7,
             ),
+            _one_at_a_time(
+                server.port, admin_token, f"/api/v1/dashboard/charts?period={QUARTER}", 7
+            ),
         ]
         for report in reports:
             print(
@@ -181,14 +186,20 @@ def measure(store: Store, *, rounds: int, seconds: float, concurrency: int) -> d
         figures["rps_vs_noop"] = round(figures["rps"] / base, 3) if base else None
         figures["within_budget"] = workload == "noop" or figures["p95_ms"] <= BUDGET_P95_MS
     summary["rep_id"] = rep_id
-    summary["settings"] = {"rounds": rounds, "seconds": seconds, "concurrency": concurrency}
+    summary["settings"] = {
+        "rounds": rounds,
+        "seconds": seconds,
+        "concurrency": concurrency,
+        "workers": workers,
+    }
     return summary
 
 
 def print_summary(summary: dict[str, Any]) -> None:
     settings = summary["settings"]
     print(
-        f"\n{summary['engine']}: {settings['concurrency']} clients, median of "
+        f"\n{summary['engine']}: {settings['concurrency']} clients, "
+        f"{settings.get('workers', 1)} server worker(s), median of "
         f"{settings['rounds']} rounds of {settings['seconds']} s"
     )
     print(f"{'workload':<9} {'p50 ms':>8} {'p95 ms':>8} {'p99 ms':>8} {'req/s':>9} {'vs noop':>8}")
@@ -212,16 +223,22 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--concurrency", type=int, default=8)
+    parser.add_argument("--workers", type=int, default=1, help="server worker processes")
     args = parser.parse_args()
     engines = ("sqlite", "postgresql") if args.engine == "both" else (args.engine,)
     for engine in engines:
         store = sqlite_store() if engine == "sqlite" else postgres_store()
         load_sales(store)
         summary = measure(
-            store, rounds=args.rounds, seconds=args.seconds, concurrency=args.concurrency
+            store,
+            rounds=args.rounds,
+            seconds=args.seconds,
+            concurrency=args.concurrency,
+            workers=args.workers,
         )
         OUT.mkdir(parents=True, exist_ok=True)
-        (OUT / f"sales_http-{engine}.json").write_text(json.dumps(summary, indent=2))
+        name = f"sales_http-{engine}-c{args.concurrency}-w{args.workers}.json"
+        (OUT / name).write_text(json.dumps(summary, indent=2))
         print_summary(summary)
 
 
