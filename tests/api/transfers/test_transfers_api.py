@@ -48,7 +48,7 @@ def test_deals_import_reports_rows_and_writes_the_good_ones(api_on: Api) -> None
     api_on.caller("sales", email="rep@example.com")
     set_up(api_on.db)
     response = api_on.post(
-        "/api/v1/deals/imports", as_=api_on.admin, files=upload("hubspot_deals.csv")
+        "/api/v1/deals/import", as_=api_on.admin, files=upload("hubspot_deals.csv")
     )
     assert response.status_code == 200, response.text
     report = response.json()
@@ -67,7 +67,7 @@ def test_deals_import_reports_rows_and_writes_the_good_ones(api_on: Api) -> None
     assert listed["items"][0]["closed_at"].startswith("2026-06-30T00:00:00")
 
     again = api_on.post(
-        "/api/v1/deals/imports", as_=api_on.admin, files=upload("hubspot_deals.csv")
+        "/api/v1/deals/import", as_=api_on.admin, files=upload("hubspot_deals.csv")
     ).json()
     assert (again["unchanged"], again["created"]) == (3, 0)
 
@@ -76,7 +76,7 @@ def test_dry_run_preview_and_options_over_http(api: Api) -> None:
     set_up(api.db)
     api.caller("sales", email="rep@example.com")
     preview = api.post(
-        "/api/v1/deals/imports/preview",
+        "/api/v1/deals/import/preview",
         as_=api.admin,
         files=upload("salesforce_opportunities_shift_jis.csv"),
     )
@@ -87,7 +87,7 @@ def test_dry_run_preview_and_options_over_http(api: Api) -> None:
     assert {"key": "expected_close_date", "label": "Expected close date"} in body["fields"]
 
     response = api.post(
-        "/api/v1/deals/imports",
+        "/api/v1/deals/import",
         as_=api.admin,
         files=upload("salesforce_opportunities_shift_jis.csv"),
         data={
@@ -109,8 +109,8 @@ def test_dry_run_preview_and_options_over_http(api: Api) -> None:
 def test_export_streams_csv_that_imports_back_unchanged(api: Api) -> None:
     set_up(api.db)
     api.caller("sales", email="rep@example.com")
-    api.post("/api/v1/deals/imports", as_=api.admin, files=upload("hubspot_deals.csv"))
-    response = api.get("/api/v1/deals/export.csv", as_=api.admin)
+    api.post("/api/v1/deals/import", as_=api.admin, files=upload("hubspot_deals.csv"))
+    response = api.get("/api/v1/deals/export", as_=api.admin)
     assert response.status_code == 200, response.text
     assert response.headers["content-type"] == "text/csv; charset=utf-8"
     assert 'filename="deals.csv"' in response.headers["content-disposition"]
@@ -122,23 +122,33 @@ def test_export_streams_csv_that_imports_back_unchanged(api: Api) -> None:
         "10003": "Closed Lost",
     }
     again = api.post(
-        "/api/v1/deals/imports", as_=api.admin, files=upload("deals.csv", response.content)
+        "/api/v1/deals/import", as_=api.admin, files=upload("deals.csv", response.content)
     ).json()
     assert (again["unchanged"], again["failed"]) == (3, 0)
     only = api.get(
-        "/api/v1/deals/export.csv",
+        "/api/v1/deals/export",
         as_=api.admin,
         params={"filter": "status:eq:lost", "bom": "false"},
     )
     assert only.content.startswith(b"id,") and only.text.count("\r\n") == 2
+    # The paths of earlier releases still answer the same.
+    earlier = api.get("/api/v1/deals/export.csv", as_=api.admin, params={"bom": "false"})
+    assert earlier.status_code == 200 and earlier.content.startswith(b"id,")
+    dry = api.post(
+        "/api/v1/deals/imports",
+        as_=api.admin,
+        files=upload("deals.csv", response.content),
+        data={"dry_run": "true"},
+    ).json()
+    assert dry["unchanged"] == 3
 
 
 def test_activities_import_and_export_over_http(api_on: Api) -> None:
     api_on.caller("sales", email="rep@example.com")
     set_up(api_on.db)
-    api_on.post("/api/v1/deals/imports", as_=api_on.admin, files=upload("hubspot_deals.csv"))
+    api_on.post("/api/v1/deals/import", as_=api_on.admin, files=upload("hubspot_deals.csv"))
     response = api_on.post(
-        "/api/v1/activities/imports",
+        "/api/v1/activities/import",
         as_=api_on.admin,
         files=upload("hubspot_calls.csv"),
         data={"time_zone": "Asia/Tokyo"},
@@ -147,16 +157,16 @@ def test_activities_import_and_export_over_http(api_on: Api) -> None:
     report = response.json()
     assert (report["entity"], report["created"], report["failed"]) == ("activities", 2, 4)
     preview = api_on.post(
-        "/api/v1/activities/imports/preview", as_=api_on.admin, files=upload("salesforce_tasks.csv")
+        "/api/v1/activities/import/preview", as_=api_on.admin, files=upload("salesforce_tasks.csv")
     ).json()
     assert preview["mapping"]["Related To"] == "related_to"
     with_tasks = api_on.post(
-        "/api/v1/activities/imports", as_=api_on.admin, files=upload("salesforce_tasks.csv")
+        "/api/v1/activities/import", as_=api_on.admin, files=upload("salesforce_tasks.csv")
     ).json()
     assert (with_tasks["created"], with_tasks["failed"]) == (4, 3)
 
     calls = api_on.get(
-        "/api/v1/activities/export.csv",
+        "/api/v1/activities/export",
         as_=api_on.admin,
         params={"kind": "call", "from": "2026-05-01T00:00:00Z", "to": "2026-06-01T00:00:00Z"},
     )
@@ -168,11 +178,11 @@ def test_activities_import_and_export_over_http(api_on: Api) -> None:
         "/api/v1/deals", as_=api_on.admin, params={"filter": "external_id:eq:10002"}
     ).json()["items"][0]["id"]
     linked = api_on.get(
-        "/api/v1/activities/export.csv", as_=api_on.admin, params={"record": f"deal:{deal_id}"}
+        "/api/v1/activities/export", as_=api_on.admin, params={"record": f"deal:{deal_id}"}
     )
     assert linked.text.count("\r\n") == 3  # the header and two activities
     again = api_on.post(
-        "/api/v1/activities/imports",
+        "/api/v1/activities/import",
         as_=api_on.admin,
         files=upload("activities.csv", calls.content),
         data={"match_on": "id"},
@@ -205,25 +215,25 @@ def test_bad_input_is_a_problem_and_changes_nothing(api_factory: ApiFactory) -> 
         (upload("x.csv", good), {"match_on": "email"}, 422, ()),
     ]
     for files, data, status, loc in cases:
-        response = api.post("/api/v1/deals/imports", as_=admin, files=files, data=data)
+        response = api.post("/api/v1/deals/import", as_=admin, files=files, data=data)
         assert_problem(response, status, *((loc,) if loc else ()))
-    unclosed = api.post("/api/v1/deals/imports", as_=admin, files=cases[0][0]).json()
+    unclosed = api.post("/api/v1/deals/import", as_=admin, files=cases[0][0]).json()
     assert "quoted cell that begins on line 2" in unclosed["detail"]
     big = upload("big.csv", b"Deal Name\n" + b"A deal with a long name\n" * 400)
-    assert_problem(api.post("/api/v1/deals/imports", as_=admin, files=big), 413)
-    assert_problem(api.post("/api/v1/deals/imports", files=upload("x.csv", good)), 401)
+    assert_problem(api.post("/api/v1/deals/import", as_=admin, files=big), 413)
+    assert_problem(api.post("/api/v1/deals/import", files=upload("x.csv", good)), 401)
     viewer = api.caller("viewer")
-    assert_problem(api.post("/api/v1/deals/imports", as_=viewer, files=upload("x.csv", good)), 403)
+    assert_problem(api.post("/api/v1/deals/import", as_=viewer, files=upload("x.csv", good)), 403)
     support = api.caller("support")  # reads deals, writes activities
-    assert_problem(api.post("/api/v1/deals/imports", as_=support, files=upload("x.csv", good)), 403)
+    assert_problem(api.post("/api/v1/deals/import", as_=support, files=upload("x.csv", good)), 403)
     assert_problem(
-        api.get("/api/v1/deals/export.csv", as_=admin, params={"filter": "nope:eq:1"}),
+        api.get("/api/v1/deals/export", as_=admin, params={"filter": "nope:eq:1"}),
         400,
         ("query", "filter", 0),
     )
     assert_problem(
         api.post(
-            "/api/v1/activities/imports",
+            "/api/v1/activities/import",
             as_=admin,
             files=upload("x.csv", b"Subject\nHello\n"),
             data={"mode": "create"},
@@ -233,7 +243,7 @@ def test_bad_input_is_a_problem_and_changes_nothing(api_factory: ApiFactory) -> 
     )
     assert_problem(
         api.post(
-            "/api/v1/activities/imports",
+            "/api/v1/activities/import",
             as_=admin,
             files=upload("x.csv", b'Subject,Company\n"Hello,Acme Corp\n'),
         ),
@@ -241,9 +251,9 @@ def test_bad_input_is_a_problem_and_changes_nothing(api_factory: ApiFactory) -> 
         ("file",),
     )
     assert_problem(
-        api.get("/api/v1/activities/export.csv", as_=admin, params={"record": "deal:x"}), 422
+        api.get("/api/v1/activities/export", as_=admin, params={"record": "deal:x"}), 422
     )
-    assert_problem(api.get("/api/v1/activities/export.csv", as_=admin, params={"kind": "fax"}), 422)
+    assert_problem(api.get("/api/v1/activities/export", as_=admin, params={"kind": "fax"}), 422)
     assert api.get("/api/v1/deals", as_=admin).json()["items"] == []
     assert api.get("/api/v1/activities", as_=admin).json()["items"] == []
     with api.db.sessionmaker() as session:

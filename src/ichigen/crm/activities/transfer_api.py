@@ -45,7 +45,8 @@ def _utc(value: datetime | None) -> datetime | None:
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
-@router.post("/activities/imports", response_model=ImportReport)
+@router.post("/activities/import", response_model=ImportReport)
+@router.post("/activities/imports", response_model=ImportReport, include_in_schema=False)
 def import_activities(
     session: DbSession,
     actor: ApiActor,
@@ -74,7 +75,8 @@ def import_activities(
     )
 
 
-@router.post("/activities/imports/preview", response_model=ImportPreview)
+@router.post("/activities/import/preview", response_model=ImportPreview)
+@router.post("/activities/imports/preview", response_model=ImportPreview, include_in_schema=False)
 def preview_activities_import(
     session: DbSession,
     actor: ApiActor,
@@ -90,9 +92,15 @@ def preview_activities_import(
 
 
 @router.get(
+    "/activities/export",
+    response_class=StreamingResponse,
+    responses={200: {"content": {"text/csv": {}}, "description": "The activities as CSV."}},
+)
+@router.get(
     "/activities/export.csv",
     response_class=StreamingResponse,
     responses={200: {"content": {"text/csv": {}}, "description": "The activities as CSV."}},
+    include_in_schema=False,
 )
 def export_activities(
     session: DbSession,

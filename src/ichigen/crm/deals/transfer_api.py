@@ -42,7 +42,8 @@ FilterQuery = Annotated[
 ]
 
 
-@router.post("/deals/imports", response_model=ImportReport)
+@router.post("/deals/import", response_model=ImportReport)
+@router.post("/deals/imports", response_model=ImportReport, include_in_schema=False)
 def import_deals(
     session: DbSession,
     actor: ApiActor,
@@ -70,7 +71,8 @@ def import_deals(
     )
 
 
-@router.post("/deals/imports/preview", response_model=ImportPreview)
+@router.post("/deals/import/preview", response_model=ImportPreview)
+@router.post("/deals/imports/preview", response_model=ImportPreview, include_in_schema=False)
 def preview_deals_import(
     session: DbSession,
     actor: ApiActor,
@@ -86,9 +88,15 @@ def preview_deals_import(
 
 
 @router.get(
+    "/deals/export",
+    response_class=StreamingResponse,
+    responses={200: {"content": {"text/csv": {}}, "description": "The deals as CSV."}},
+)
+@router.get(
     "/deals/export.csv",
     response_class=StreamingResponse,
     responses={200: {"content": {"text/csv": {}}, "description": "The deals as CSV."}},
+    include_in_schema=False,
 )
 def export_deals(
     session: DbSession,
