@@ -145,6 +145,9 @@ class Server:
             ICHIGEN_DATABASE_URL=url,
             ICHIGEN_SECRET_KEY=SECRET,
             ICHIGEN_DATA_DIR=str(OUT),
+            # The CRM benchmarks read the record store only; without the collector, every
+            # worker process serves the API (the embedded event store has one owner).
+            ICHIGEN_COLLECT_ENABLED="false",
         )
         if request_threads is not None:
             env["ICHIGEN_REQUEST_THREADS"] = str(request_threads)
