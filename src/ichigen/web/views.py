@@ -7,6 +7,7 @@ from fastapi import APIRouter, Depends, Response
 from ichigen.auth.views import router as auth_pages
 from ichigen.collect.views import router as source_pages
 from ichigen.crm.activities.transfer_views import router as activity_transfer_pages
+from ichigen.crm.activities.views import entries as activity_entries
 from ichigen.crm.activities.views import router as activity_pages
 from ichigen.crm.companies.views import router as company_pages
 from ichigen.crm.contacts.views import router as contact_pages
@@ -28,6 +29,7 @@ FEATURE_PAGES: list[APIRouter] = [
     forecast_pages,
     activity_transfer_pages,
     activity_pages,
+    activity_entries,
     task_pages,
     source_pages,
     settings_pages,

@@ -178,3 +178,69 @@ def test_a_form_with_problems_comes_back_in_place_and_logs_nothing(
     assert done.status_code == 303 and done.headers["location"] == base.replace(
         "/timeline/company", "/companies"
     )
+
+
+def test_an_entry_is_edited_in_place_and_deleted(
+    browser: TestClient, records: dict[str, int], app_db: Database, admin_actor: Actor
+) -> None:
+    with app_db.sessionmaker() as session:
+        (call,) = service.list_activities(session, admin_actor, kinds=["call"]).items
+    timeline = browser.get(f"/timeline/deal/{records['deal']}", headers=HTMX).text
+    assert f'hx-get="/activities/{call.id}/edit"' in timeline
+    token = csrf_token(timeline)
+
+    form = browser.get(f"/activities/{call.id}/edit", headers=HTMX).text
+    assert form.lstrip().startswith(
+        f'<li class="timeline-entry activity activity-editing" id="activity-{call.id}"'
+    )
+    assert 'value="Pricing call"' in form and 'value="9"' in form
+    assert 'name="version" value="1"' in form and "Kind of activity" not in form
+    fields = {
+        "csrf_token": token,
+        "version": "1",
+        "kind": "call",
+        "subject": "Pricing call (rescheduled)",
+        "occurred_at": "2026-05-04T09:30",
+        "direction": "outbound",
+        "duration_minutes": "",
+        "outcome": "left_voicemail",
+        "body": "Left a message.",
+    }
+    # A bad value comes back next to its field, and nothing changes.
+    bad = browser.post(
+        f"/activities/{call.id}/edit", headers=HTMX, data={**fields, "duration_minutes": "x"}
+    )
+    assert bad.status_code == 200 and "Enter a number of minutes." in bad.text
+    saved = browser.post(f"/activities/{call.id}/edit", headers=HTMX, data=fields)
+    assert saved.status_code == 200, saved.text
+    assert saved.text.lstrip().startswith(
+        f'<li class="timeline-entry activity activity-call" id="activity-{call.id}"'
+    )
+    assert "Pricing call (rescheduled)" in saved.text and "Left voicemail" in saved.text
+    with app_db.sessionmaker() as session:
+        after = service.get_activity(session, call.id, admin_actor)
+    assert (after.subject, after.outcome, after.duration_seconds, after.version) == (
+        "Pricing call (rescheduled)",
+        "left_voicemail",
+        None,
+        2,
+    )
+    assert after.occurred_at == datetime(2026, 5, 4, 9, 30, tzinfo=UTC)
+    assert {(link.type, link.id) for link in after.links} == {
+        ("contact", records["contact"]),
+        ("deal", records["deal"]),
+    }
+    # The form of version 1 is stale now: it does not overwrite the saved change.
+    stale = browser.post(f"/activities/{call.id}/edit", headers=HTMX, data=fields)
+    assert "Someone else changed this activity" in stale.text
+
+    kept = browser.post(
+        f"/activities/{call.id}/delete", headers=HTMX, data={"csrf_token": token, "version": "1"}
+    )
+    assert kept.status_code == 412
+    gone = browser.post(
+        f"/activities/{call.id}/delete", headers=HTMX, data={"csrf_token": token, "version": "2"}
+    )
+    assert gone.status_code == 200 and gone.text == ""
+    assert "Pricing call" not in browser.get(f"/timeline/contact/{records['contact']}").text
+    assert browser.get(f"/activities/{call.id}/edit", headers=HTMX).status_code == 404

@@ -17,7 +17,7 @@ from pydantic import ValidationError
 
 from ichigen.auth import service as auth_service
 from ichigen.core.clock import utcnow
-from ichigen.core.errors import FieldError, ValidationFailed
+from ichigen.core.errors import FieldError, PreconditionFailed, ValidationFailed
 from ichigen.core.schemas import RecordId
 from ichigen.crm.activities import service
 from ichigen.crm.activities.schemas import (
@@ -25,12 +25,15 @@ from ichigen.crm.activities.schemas import (
     ActivityCreate,
     ActivityKind,
     ActivityRead,
+    ActivityUpdate,
 )
 from ichigen.web.deps import DbSession
 from ichigen.web.i18n import N_
 from ichigen.web.templating import Form, SignedIn, Ui, field_errors, form_text, ui_router_for
 
 router = ui_router_for("/timeline")
+#: Changing and deleting one activity, wherever its entry is shown.
+entries = ui_router_for("/activities")
 PAGE_SIZE = 20
 
 TimelineType = Literal["contact", "company", "deal"]
@@ -87,6 +90,8 @@ _SPLIT = re.compile(r"[,;、\s]+")
 def _item_context(ui: Ui, session: DbSession, items: list[ActivityRead]) -> dict[str, Any]:
     owners = auth_service.users_by_id(session, {a.owner_id for a in items if a.owner_id})
     return {
+        "can_edit": ui.can("activities", "write"),
+        "logged_kind_set": set(LOGGED_KINDS),
         "owners": {i: u.name for i, u in owners.items()},
         "kind_labels": KIND_LABELS,
         "kind_icons": KIND_ICONS,
@@ -306,3 +311,140 @@ def log_activity(
     context.update(_item_context(ui, session, [logged]))
     context["activity"] = logged
     return ui.render("activities/_logged.html", context)
+
+
+# ----------------------------------------------------------------------------- edit, delete
+
+
+def _form_of(ui: Ui, activity: ActivityRead) -> LogForm:
+    """The form of an activity as logged, for changing it."""
+    seconds = activity.duration_seconds
+    values = {
+        "subject": activity.subject,
+        "body": activity.body,
+        "occurred_at": _local_input(ui, activity.occurred_at),
+        "ends_at": _local_input(ui, activity.ends_at) if activity.ends_at else "",
+        "direction": activity.direction or "",
+        "duration_minutes": "" if seconds is None else f"{seconds / 60:g}",
+        "outcome": activity.outcome or "",
+        "email_from": activity.email_from or "",
+        "email_to": ", ".join(activity.email_to),
+        "attendees": ", ".join(a.email for a in activity.attendees if a.email),
+        "location": activity.location or "",
+        "version": str(activity.version),
+    }
+    return LogForm(kind=activity.kind, values=values)
+
+
+def _edit_context(activity: ActivityRead, form: LogForm) -> dict[str, Any]:
+    return {
+        "dom_id": f"activity-{activity.id}-edit",
+        "base": f"/activities/{activity.id}/edit",
+        "edit_id": activity.id,
+        "form": form,
+        "logged_kinds": {k: KIND_LABELS[k] for k in LOGGED_KINDS},
+        "kind_labels": KIND_LABELS,
+        "directions": DIRECTIONS,
+        "outcomes": OUTCOMES,
+    }
+
+
+def _changes_from_form(
+    ui: Ui, form: Form, activity: ActivityRead
+) -> tuple[dict[str, Any], LogForm, list[FieldError]]:
+    """What the edit form changes: every field its kind shows (an emptied one is cleared)."""
+    record, shown, errors = _record_from_form(ui, form, "note", 0)
+    shown.kind = activity.kind
+    shown.values["version"] = form_text(form, "version", 20)
+    changes = {k: v for k, v in record.items() if k not in ("kind", "links")}
+    if activity.kind == "call":
+        changes.setdefault("duration_seconds", None)
+        changes["direction"] = shown.values["direction"] or None
+        changes["outcome"] = shown.values["outcome"] or None
+    elif activity.kind == "email":
+        changes["direction"] = shown.values["direction"] or None
+        changes["email_from"] = shown.values["email_from"] or None
+        changes["email_to"] = _addresses(shown.values["email_to"])
+    elif activity.kind == "meeting":
+        changes["ends_at"] = _parse_local(ui, shown.values["ends_at"], "ends_at", errors)
+        changes["location"] = shown.values["location"] or None
+        changes["attendees"] = [{"email": a} for a in _addresses(shown.values["attendees"])]
+    for name in ("direction", "outcome", "duration_seconds", "email_from", "email_to"):
+        if activity.kind not in ("call", "email") or (
+            activity.kind == "email" and name in ("outcome", "duration_seconds")
+        ):
+            changes.pop(name, None)
+    return changes, shown, errors
+
+
+def _version(form: Form) -> int | None:
+    raw = form_text(form, "version", 20)
+    return int(raw) if raw.isdigit() else None
+
+
+def _back_to(activity: ActivityRead) -> str:
+    link = next((link for link in activity.links if link.type in RECORD_PATHS), None)
+    return f"{RECORD_PATHS[link.type]}/{link.id}" if link else "/"
+
+
+def _entry(ui: Ui, session: DbSession, activity: ActivityRead) -> Response:
+    context = _item_context(ui, session, [activity])
+    context["activity"] = activity
+    return ui.render("activities/_item.html", context)
+
+
+@entries.get("/{activity_id}/item")
+def activity_entry(ui: SignedIn, session: DbSession, activity_id: RecordId) -> Response:
+    """One timeline entry (the edit form's Cancel puts it back)."""
+    return _entry(ui, session, service.get_activity(session, activity_id, ui.actor))
+
+
+@entries.get("/{activity_id}/edit")
+def edit_activity(ui: SignedIn, session: DbSession, activity_id: RecordId) -> Response:
+    """The form of a note, call, email or meeting, in place of its timeline entry."""
+    activity = service.get_activity(session, activity_id, ui.actor)
+    context = _edit_context(activity, _form_of(ui, activity))
+    return ui.render("activities/_edit.html", context)
+
+
+@entries.post("/{activity_id}/edit")
+def save_activity(ui: SignedIn, session: DbSession, form: Form, activity_id: RecordId) -> Response:
+    """Save the changes: the entry comes back changed; problems come back next to their
+    fields; a change someone else saved first is not overwritten."""
+    activity = service.get_activity(session, activity_id, ui.actor)
+    changes, shown, errors = _changes_from_form(ui, form, activity)
+    saved: ActivityRead | None = None
+    if not errors:
+        try:
+            saved = service.update_activity(
+                session,
+                activity_id,
+                ActivityUpdate.model_validate(changes),
+                ui.actor,
+                if_version=_version(form),
+            )
+        except ValidationError as exc:
+            errors = [FieldError(tuple(e["loc"]), e["msg"], e["type"]) for e in exc.errors()]
+        except ValidationFailed as exc:
+            errors = exc.errors
+        except PreconditionFailed:
+            errors = [FieldError((), N_("Someone else changed this activity; reload to see it."))]
+    if saved is None:
+        shown.errors = _form_errors(ui, errors) or {"": [ui.gettext("Some fields are not valid.")]}
+        context = _edit_context(activity, shown)
+        return ui.render("activities/_edit.html", context, status_code=200 if ui.is_htmx else 422)
+    if not ui.is_htmx:
+        return ui.redirect(_back_to(saved))
+    return _entry(ui, session, saved)
+
+
+@entries.post("/{activity_id}/delete")
+def delete_activity(
+    ui: SignedIn, session: DbSession, form: Form, activity_id: RecordId
+) -> Response:
+    """Delete an activity: its entry leaves every timeline it was on."""
+    activity = service.get_activity(session, activity_id, ui.actor)
+    service.delete_activity(session, activity_id, ui.actor, if_version=_version(form))
+    if not ui.is_htmx:
+        return ui.redirect(_back_to(activity))
+    return Response(status_code=200)
