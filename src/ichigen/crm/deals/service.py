@@ -1193,19 +1193,7 @@ def _check_references(
     links = after["contacts"]
     if links != before.get("contacts"):
         wanted = [link["contact_id"] for link in links]
-        found = (
-            {
-                c.id
-                for c in contacts.list_contacts(
-                    session,
-                    actor,
-                    filters=[f"id:in:{','.join(map(str, wanted))}"],
-                    limit=len(wanted),
-                ).items
-            }
-            if wanted
-            else set()
-        )
+        found = contacts.existing_contact_ids(session, wanted) if wanted else set()
         seen: set[int] = set()
         for index, contact_id in enumerate(wanted):
             if contact_id in seen:
