@@ -8,10 +8,11 @@
    against the same endpoint with the store skipped, and one person's events out of 100M;
 5. ``bench.sales_http`` (1 and 8 clients) and ``bench.sales_import``: timeline, kanban, My day,
    forecast and sales figures with 300,000 deals and 5,000,000 activities added to the stores
-   by ``bench.load_sales``, and deal and activity import throughput.
+   by ``bench.load_sales``, and deal and activity import throughput;
+6. ``bench.dedupe_febrl``: duplicate-detection precision, recall and F1 on FEBRL3 and FEBRL4.
 
     python -m bench.run_all [--quick] [--skip-postgres] [--skip-crm | --skip-collect]
-                            [--skip-sales]
+                            [--skip-sales] [--skip-identity]
 
 ``--quick`` shortens the runs (3 rounds of 3 s, import runs of 20,000 rows and no 1M run) for
 a first look; the budgets are judged on the full runs.
@@ -143,6 +144,7 @@ def main() -> None:
     parser.add_argument("--skip-crm", action="store_true", help="only the collect benchmarks")
     parser.add_argument("--skip-collect", action="store_true")
     parser.add_argument("--skip-sales", action="store_true")
+    parser.add_argument("--skip-identity", action="store_true")
     parser.add_argument(
         "--workers",
         default="1,2",
@@ -152,6 +154,9 @@ def main() -> None:
     started = time.perf_counter()
     rounds, seconds = (3, 3.0) if args.quick else (5, 5.0)
 
+    if not args.skip_identity:
+        print("\n== bench.dedupe_febrl", flush=True)
+        subprocess.run([sys.executable, "-m", "bench.dedupe_febrl"], check=True)
     if not args.skip_collect:
         collect_benchmarks(args.quick)
     if args.skip_crm:
