@@ -133,11 +133,18 @@ def page(chromium: Browser) -> Iterator[Page]:
     context.close()
 
 
-def sign_in(page: Page, server: LiveServer, path: str = "/contacts") -> None:
-    """Open a page, get sent to the sign-in form, sign in, and land where we were going."""
+def sign_in(
+    page: Page,
+    server: LiveServer,
+    path: str = "/contacts",
+    email: str = ADMIN_EMAIL,
+    password: str = ADMIN_PASSWORD,
+) -> None:
+    """Open a page, get sent to the sign-in form, sign in (as the admin unless told), and land
+    where we were going."""
     page.goto(server.url + path)
     page.wait_for_url("**/login?next=*")
-    page.get_by_label("Email").fill(ADMIN_EMAIL)
-    page.get_by_label("Password").fill(ADMIN_PASSWORD)
+    page.get_by_label("Email").fill(email)
+    page.get_by_label("Password").fill(password)
     page.get_by_role("button", name="Sign in").click()
     page.wait_for_url(server.url + path)

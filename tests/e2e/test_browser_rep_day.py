@@ -16,7 +16,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 from playwright.sync_api import Page, expect
-from tests.e2e.conftest import ADMIN_EMAIL, LiveServer
+from tests.e2e.conftest import ADMIN_EMAIL, LiveServer, sign_in
 
 from ichigen.auth import service as auth_service
 from ichigen.auth.permissions import Role
@@ -166,14 +166,9 @@ def rep_day(live_server: LiveServer) -> Iterator[RepDay]:
 
 
 def sign_in_as(page: Page, server: LiveServer, email: str, password: str, path: str) -> None:
-    """Open a page, get sent to the sign-in form, sign in as someone, land where we were going."""
+    """Sign in as someone, with the browser's time zone told to the server up front."""
     page.context.add_cookies([{"name": "ichigen_tz", "value": str(ZONE), "url": server.url}])
-    page.goto(server.url + path)
-    page.wait_for_url("**/login?next=*")
-    page.get_by_label("Email").fill(email)
-    page.get_by_label("Password").fill(password)
-    page.get_by_role("button", name="Sign in").click()
-    page.wait_for_url(server.url + path)
+    sign_in(page, server, path, email, password)
 
 
 def _amount(value: Any) -> Decimal:
