@@ -8,10 +8,11 @@ from datetime import UTC, datetime
 
 import pytest
 from sqlalchemy.orm import Session
-from tests.integration.core.factories import audit_count, row_count
+from tests.integration.core.factories import audit_count, row_count, user
 from tests.integration.transfers.conftest import DATA, Setting
 
-from ichigen.auth.schemas import UserRead
+from ichigen.auth import service as auth_service
+from ichigen.auth.schemas import UserRead, UserUpdate
 from ichigen.core.audit import Actor
 from ichigen.core.errors import BadRequest
 from ichigen.crm.activities import service
@@ -146,6 +147,34 @@ def test_kind_from_the_fields_and_links_added_never_dropped(
         ("company", setting.companies["Acme Corp"]),
         ("contact", setting.contacts["jane"]),
     }
+
+
+def test_a_batch_is_written_together_and_bad_rows_fail_alone(
+    session: Session, admin: Actor, setting: Setting
+) -> None:
+    rows = (
+        b"external_id,contacts,kind,subject,owner\n"
+        b"x1,jane@acme.example,call,First,\n"
+        b"x2,nobody@nowhere.example,call,No contact,\n"
+        b"x1,bob@acme.example,call,First again,\n"
+        b"x3,jane@acme.example,note,Third,\n"
+        b"x4,jane@acme.example,note,Inactive owner,gone@example.com\n"
+    )
+    gone = user(session, "gone@example.com")
+    auth_service.update_user(session, gone.id, UserUpdate(is_active=False), admin)
+    report = import_activities(session, rows, admin)
+    # x1 is created with the batch, and its second row then updates it (links are added).
+    assert (report.created, report.updated, report.failed) == (2, 1, 2), report.errors
+    assert {e.row for e in report.errors} == {3, 6}
+    found = by_external_id(session, admin)
+    assert set(found) == {"x1", "x3"} and found["x1"].subject == "First again"
+    assert links(found["x1"]) == {
+        ("contact", setting.contacts["jane"]),
+        ("contact", setting.contacts["bob"]),
+    }
+    assert service.activity_counts_by_owner(
+        session, found["x3"].occurred_at.date(), found["x3"].occurred_at.date().replace(year=3000)
+    ) == {admin.user_id: {"call": 1, "note": 1}}
 
 
 def test_dry_run_writes_nothing(

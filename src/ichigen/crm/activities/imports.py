@@ -31,7 +31,7 @@ from sqlalchemy.orm import Session
 from ichigen.auth import service as auth_service
 from ichigen.auth.permissions import require
 from ichigen.core.audit import Actor, diff
-from ichigen.core.errors import BadRequest, FieldError, IchigenError
+from ichigen.core.errors import BadRequest, FieldError, IchigenError, ValidationFailed
 from ichigen.core.tabular import (
     BATCH_SIZE,
     MAX_REPORTED_ERRORS,
@@ -407,6 +407,103 @@ def _locate(row: _Row, reader: _Reader, loc: Sequence[Any]) -> tuple[int | None,
     return index, "" if index is not None else f"{parts[0].replace('_', ' ')}: "
 
 
+@dataclass
+class _New:
+    """A row whose new activity is written with the rest of its batch."""
+
+    row: _Row
+    data: ActivityCreate
+
+
+def _fail_service_errors(
+    row: _Row, reader: _Reader, report: ReportBuilder, exc: ValidationError | IchigenError
+) -> None:
+    problems = []
+    for error in error_fields(exc):
+        index, prefix = _locate(row, reader, error.loc)
+        problems.append((index, prefix + error.msg))
+    report.fail_cells(row.number, reader.headers, row.cells, problems)
+
+
+def _created(
+    session: Session,
+    lookups: _Lookups,
+    report: ReportBuilder,
+    row: _Row,
+    after: ActivityRead | None,
+    activity_id: int,
+    external_id: str | None,
+) -> None:
+    if external_id:
+        lookups.external_ids[external_id] = activity_id
+    shown = {}
+    if after is not None:
+        shown = {k: v for k, v in _shown(after).items() if v not in (None, "", [], {}, False)}
+    report.succeed(row.number, "created", activity_id, diff({}, shown))
+
+
+def _write_new(
+    session: Session,
+    lookups: _Lookups,
+    reader: _Reader,
+    new: list[_New],
+    actor: Actor,
+    report: ReportBuilder,
+) -> None:
+    """Log a batch's new activities in one unit of work (``log_activities``: one query per
+    record type for the links, one insert per table). Rows the service refuses fail alone
+    and the others are written; anything else the batch call refuses (a permission per kind,
+    an external id taken meanwhile) is retried row by row, so each row gets its own answer."""
+    pending = list(new)
+    while pending:
+        try:
+            ids = service.log_activities(session, [n.data for n in pending], actor, commit=False)
+        except ValidationFailed as exc:
+            refused: dict[int, list[FieldError]] = {}
+            for error in exc.errors:
+                if (
+                    len(error.loc) >= 2
+                    and error.loc[0] == "items"
+                    and isinstance(error.loc[1], int)
+                ):
+                    refused.setdefault(error.loc[1], []).append(
+                        FieldError(error.loc[2:], error.msg, error.type)
+                    )
+            if not refused or len(refused) == len(pending):
+                break
+            for index, errors in refused.items():
+                _fail_service_errors(
+                    pending[index].row, reader, report, ValidationFailed(exc.detail, errors)
+                )
+            pending = [n for i, n in enumerate(pending) if i not in refused]
+            continue
+        except IchigenError:
+            break
+        session.commit()
+        reads: dict[int, ActivityRead] = {}
+        if report.report.dry_run:
+            reads = {a.id: a for a in service.get_activities(session, ids, actor)}
+        for item, activity_id in zip(pending, ids, strict=True):
+            _created(
+                session,
+                lookups,
+                report,
+                item.row,
+                reads.get(activity_id),
+                activity_id,
+                item.data.external_id,
+            )
+        return
+    for item in pending:
+        try:
+            after = service.log_activity(session, item.data, actor)
+        except IchigenError as exc:
+            session.rollback()
+            _fail_service_errors(item.row, reader, report, exc)
+            continue
+        _created(session, lookups, report, item.row, after, after.id, after.external_id)
+
+
 def _import_row(
     session: Session,
     lookups: _Lookups,
@@ -415,7 +512,9 @@ def _import_row(
     actor: Actor,
     how: tuple[ImportMode, ActivityMatch],
     report: ReportBuilder,
+    new: list[_New],
 ) -> None:
+    """Check one row and update its activity, or queue its new activity in ``new``."""
     mode, match_on = how
 
     def fail(problems: Sequence[tuple[int | None, str]]) -> None:
@@ -424,6 +523,12 @@ def _import_row(
     if row.problems:
         fail(row.problems)
         return
+    external_id = row.record.get("external_id")
+    if external_id and any(n.data.external_id == external_id for n in new):
+        # A later row for an activity this batch creates: write those first, so that this
+        # row finds it, as it would in a later batch.
+        _write_new(session, lookups, reader, new, actor, report)
+        new.clear()
     found: int | None = None
     if match_on == "external_id" and row.record.get("external_id"):
         found = lookups.external_ids.get(row.record["external_id"])
@@ -450,32 +555,37 @@ def _import_row(
     if row.problems:
         fail(row.problems)
         return
+    if existing is None:
+        try:
+            data = ActivityCreate.model_validate({**row.record, "links": links})
+        except ValidationError as exc:
+            _fail_service_errors(row, reader, report, exc)
+            return
+        new.append(_New(row, data))
+        return
+    _update_row(session, reader, row, report, links, existing, actor)
+
+
+def _update_row(
+    session: Session,
+    reader: _Reader,
+    row: _Row,
+    report: ReportBuilder,
+    links: list[RecordRef],
+    existing: ActivityRead,
+    actor: Actor,
+) -> None:
     try:
-        if existing is None:
-            after = service.log_activity(
-                session, ActivityCreate.model_validate({**row.record, "links": links}), actor
-            )
-        else:
-            values = {k: v for k, v in row.record.items() if k != "kind"}
-            after = service.update_activity(
-                session,
-                existing.id,
-                ActivityUpdate.model_validate({**values, "links": links}),
-                actor,
-            )
+        values = {k: v for k, v in row.record.items() if k != "kind"}
+        after = service.update_activity(
+            session,
+            existing.id,
+            ActivityUpdate.model_validate({**values, "links": links}),
+            actor,
+        )
     except (ValidationError, IchigenError) as exc:
         session.rollback()
-        problems = []
-        for error in error_fields(exc):
-            index, prefix = _locate(row, reader, error.loc)
-            problems.append((index, prefix + error.msg))
-        fail(problems)
-        return
-    if existing is None:
-        if after.external_id:
-            lookups.external_ids[after.external_id] = after.id
-        shown = {k: v for k, v in _shown(after).items() if v not in (None, "", [], {}, False)}
-        report.succeed(row.number, "created", after.id, diff({}, shown))
+        _fail_service_errors(row, reader, report, exc)
         return
     status = "updated" if after.version != existing.version else "unchanged"
     report.succeed(row.number, status, after.id, diff(_shown(existing), _shown(after)))
@@ -532,8 +642,10 @@ def import_activities(
         rows = [reader.read(number, cells) for number, cells in batch]
         keys = {str(r.record["external_id"]) for r in rows if r.record.get("external_id")}
         lookups.prefetch(rows_session, keys)
+        new: list[_New] = []
         for row in rows:
-            _import_row(rows_session, lookups, reader, row, actor, (mode, match_on), report)
+            _import_row(rows_session, lookups, reader, row, actor, (mode, match_on), report, new)
+        _write_new(rows_session, lookups, reader, new, actor, report)
 
     write_in_batches(
         session, table, write_batch, dry_run=dry_run, progress=progress, batch_size=batch_size

@@ -552,6 +552,12 @@ def _rows_in_order(session: Session, ids: Sequence[int]) -> list[Activity]:
     return [found[i] for i in ids if i in found]
 
 
+def get_activities(session: Session, ids: Sequence[int], actor: Actor) -> list[ActivityRead]:
+    """These activities (those that exist), in the order of ``ids``."""
+    require(actor, ENTITY, "read")
+    return _read_many(session, _rows_in_order(session, list(ids)))
+
+
 def get_activity(session: Session, activity_id: int, actor: Actor) -> ActivityRead:
     """One activity with its links."""
     require(actor, ENTITY, "read")
