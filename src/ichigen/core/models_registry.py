@@ -14,6 +14,7 @@ MODEL_MODULES = (
     "ichigen.crm.activities.models",
     "ichigen.crm.tasks.models",
     "ichigen.collect.models",
+    "ichigen.identity.models",
 )
 
 

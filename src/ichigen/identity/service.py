@@ -1,0 +1,530 @@
+"""The identity graph's rules: resolve a message's identifiers to one person, explain a link,
+and undo a wrong merge.
+
+Invariants the functions keep:
+
+- every identifier points to a survivor (a person with no ``merged_into``), and a merged
+  person points straight to its survivor (chains are one step long);
+- the identifiers of one survivor are exactly one connected component of the active edges;
+  a link the rules refuse gets no edge and a ``rejected`` row in the merge log instead.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict, deque
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import and_, func, insert, or_, select, update
+from sqlalchemy.orm import Session, aliased
+
+from ichigen.core.audit import Actor, record_change
+from ichigen.core.clock import utcnow
+from ichigen.core.errors import Conflict, FieldError, NotFound, ValidationFailed
+from ichigen.identity.models import IdentityEdge, IdentityIdentifier, MergeLogEntry, Person
+from ichigen.identity.normalise import (
+    DEFAULT_RULES,
+    Identifier,
+    IdentityRules,
+    normalise_identifier,
+    normalise_identifiers,
+)
+from ichigen.identity.schemas import (
+    EdgeRead,
+    IdentifierRead,
+    IdentitySource,
+    MergeLogRead,
+    MergeRejection,
+    ResolveResult,
+    UnmergeResult,
+)
+
+
+class _Holdings:
+    """The identifier values per type that one person (or a group being merged) holds."""
+
+    def __init__(self) -> None:
+        self.values: dict[str, set[str]] = defaultdict(set)
+
+    def add(self, identifier: Identifier) -> None:
+        self.values[identifier.type].add(identifier.value)
+
+    def refusal(self, other: _Holdings, rules: IdentityRules) -> str | None:
+        """Why the two may not become one person, or None when they may."""
+        mine, theirs = self.values.get("user_id", set()), other.values.get("user_id", set())
+        if mine and theirs and mine != theirs:
+            return "different user_id: profiles with different user_ids never merge automatically"
+        for type_, values in other.values.items():
+            cap = rules.max_count(type_)
+            if len(self.values.get(type_, set()) | values) > cap:
+                return f"max count: a profile holds at most {cap} {type_} identifier(s)"
+        return None
+
+    def absorb(self, other: _Holdings) -> None:
+        for type_, values in other.values.items():
+            self.values[type_] |= values
+
+
+def _lookup(
+    session: Session, identifiers: Sequence[Identifier]
+) -> dict[Identifier, tuple[int, int]]:
+    """The stored identifiers among these: identifier -> (identifier id, survivor person id)."""
+    if not identifiers:
+        return {}
+    survivor = func.coalesce(Person.merged_into, Person.id)
+    rows = session.execute(
+        select(IdentityIdentifier.type, IdentityIdentifier.value, IdentityIdentifier.id, survivor)
+        .join(Person, Person.id == IdentityIdentifier.person_id)
+        .where(
+            or_(
+                *(
+                    and_(IdentityIdentifier.type == i.type, IdentityIdentifier.value == i.value)
+                    for i in identifiers
+                )
+            )
+        )
+    )
+    return {Identifier(t, v): (ident_id, person_id) for t, v, ident_id, person_id in rows}
+
+
+def _new_person(session: Session, now: datetime) -> int:
+    person_id = session.execute(
+        insert(Person).values(created_at=now, first_seen=now, last_seen=now).returning(Person.id)
+    ).scalar_one()
+    return int(person_id)
+
+
+def _log(
+    session: Session,
+    rows: list[dict[str, Any]],
+) -> None:
+    if rows:
+        session.execute(insert(MergeLogEntry), rows)
+
+
+def resolve(
+    session: Session,
+    identifiers: Sequence[tuple[str, str]],
+    source: IdentitySource,
+    rules: IdentityRules = DEFAULT_RULES,
+) -> ResolveResult:
+    """Link the identifiers of one message or record and return the person they belong to.
+
+    Unknown identifiers join the known person (or a new anonymous person when none is
+    known). Identifiers of different persons merge them into the oldest one, whose id
+    survives, unless a guardrail refuses: two different ``user_id`` values, or more
+    identifiers of one type than ``rules`` allow. A refused merge or link is written to the
+    merge log with its reason; a refused new identifier becomes a person of its own. Blocked
+    values are dropped and listed. Malformed identifiers raise ``ValidationFailed`` and
+    change nothing.
+    """
+    wanted, blocked = normalise_identifiers(identifiers, rules)
+    if not wanted:
+        raise ValidationFailed(
+            "No identifier that can link: every value given is blocked or missing.",
+            [FieldError(("identifiers",), "no identifier with a usable value")],
+        )
+    now = utcnow()
+    known = _lookup(session, wanted)
+    involved = sorted({person for _, person in known.values()})
+    persons = {
+        row.id: row
+        for row in session.execute(
+            select(Person.id, Person.created_at, Person.first_seen).where(Person.id.in_(involved))
+        )
+    }
+    order = sorted(involved, key=lambda p: (persons[p].created_at, p))
+    holdings: dict[int, _Holdings] = {p: _Holdings() for p in order}
+    if order:
+        for type_, value, person_id in session.execute(
+            select(
+                IdentityIdentifier.type, IdentityIdentifier.value, IdentityIdentifier.person_id
+            ).where(IdentityIdentifier.person_id.in_(order))
+        ):
+            holdings[person_id].add(Identifier(type_, value))
+
+    # Which persons merge into the oldest, and which the rules keep apart.
+    group = _Holdings()
+    accepted: list[int] = []
+    refused: dict[int, str] = {}
+    for person_id in order:
+        reason = group.refusal(holdings[person_id], rules) if accepted else None
+        if reason is None:
+            group.absorb(holdings[person_id])
+            accepted.append(person_id)
+        else:
+            refused[person_id] = reason
+    new_ok: list[Identifier] = []
+    new_refused: list[tuple[Identifier, str]] = []
+    for identifier in wanted:
+        if identifier in known:
+            continue
+        single = _Holdings()
+        single.add(identifier)
+        reason = group.refusal(single, rules)
+        if reason is None:
+            group.absorb(single)
+            new_ok.append(identifier)
+        else:
+            new_refused.append((identifier, reason))
+
+    created = not accepted
+    survivor = accepted[0] if accepted else _new_person(session, now)
+    merged = accepted[1:]
+    if merged:
+        session.execute(
+            update(IdentityIdentifier)
+            .where(IdentityIdentifier.person_id.in_(merged))
+            .values(person_id=survivor)
+        )
+        session.execute(
+            update(Person)
+            .where(or_(Person.id.in_(merged), Person.merged_into.in_(merged)))
+            .values(merged_into=survivor)
+        )
+    first_seen = min([persons[p].first_seen for p in accepted], default=now)
+    session.execute(
+        update(Person).where(Person.id == survivor).values(first_seen=first_seen, last_seen=now)
+    )
+
+    # New identifiers: those accepted join the survivor, each refused one is a person alone.
+    rows: list[dict[str, Any]] = [
+        {"type": i.type, "value": i.value, "person_id": survivor, "created_at": now} for i in new_ok
+    ]
+    loners: dict[Identifier, int] = {}
+    for identifier, _ in new_refused:
+        loners[identifier] = _new_person(session, now)
+        rows.append(
+            {
+                "type": identifier.type,
+                "value": identifier.value,
+                "person_id": loners[identifier],
+                "created_at": now,
+            }
+        )
+    ids = {i: v[0] for i, v in known.items()}
+    if rows:
+        for ident_id, type_, value in session.execute(
+            insert(IdentityIdentifier).returning(
+                IdentityIdentifier.id, IdentityIdentifier.type, IdentityIdentifier.value
+            ),
+            rows,
+        ):
+            ids[Identifier(type_, value)] = ident_id
+
+    # Edges: one from the message's first linked identifier to each part it joined (a
+    # spanning tree); identifiers already of one person are not linked again.
+    def part(identifier: Identifier) -> object:
+        return known[identifier][1] if identifier in known else identifier
+
+    linked = set(new_ok)
+    joined = [i for i in wanted if (i in known and known[i][1] in accepted) or i in linked]
+    edges: list[dict[str, Any]] = []
+    log: list[dict[str, Any]] = []
+    if joined:
+        anchor = joined[0]
+        seen_parts = {part(anchor)}
+        for identifier in joined[1:]:
+            if part(identifier) in seen_parts:
+                continue
+            seen_parts.add(part(identifier))
+            edges.append(
+                {
+                    "left_id": ids[anchor],
+                    "right_id": ids[identifier],
+                    "source_kind": source.kind,
+                    "source_ref": source.ref,
+                    "created_at": now,
+                }
+            )
+    if edges:
+        session.execute(insert(IdentityEdge), edges)
+
+    base = {"occurred_at": now, "source_kind": source.kind, "source_ref": source.ref}
+    for person_id in merged:
+        via = next(i for i in wanted if i in known and known[i][1] == person_id)
+        log.append(
+            {
+                **base,
+                "action": "merged",
+                "person_id": survivor,
+                "other_person_id": person_id,
+                "reason": f"linked by {via.type} {via.value}",
+                "details": {"identifier": {"type": via.type, "value": via.value}},
+            }
+        )
+    rejected: list[MergeRejection] = []
+    for person_id, reason in refused.items():
+        via = next(i for i in wanted if i in known and known[i][1] == person_id)
+        rejected.append(
+            MergeRejection(
+                person_id=survivor,
+                other_person_id=person_id,
+                identifier=IdentifierRead(type=via.type, value=via.value),
+                reason=reason,
+            )
+        )
+    for identifier, reason in new_refused:
+        rejected.append(
+            MergeRejection(
+                person_id=survivor,
+                other_person_id=loners[identifier],
+                identifier=IdentifierRead(type=identifier.type, value=identifier.value),
+                reason=reason,
+            )
+        )
+    for rejection in rejected:
+        log.append(
+            {
+                **base,
+                "action": "rejected",
+                "person_id": rejection.person_id,
+                "other_person_id": rejection.other_person_id,
+                "reason": rejection.reason,
+                "details": {"identifier": rejection.identifier.model_dump()},
+            }
+        )
+    _log(session, log)
+    session.flush()
+    return ResolveResult(
+        person_id=survivor,
+        created=created,
+        merged_person_ids=merged,
+        rejected=rejected,
+        blocked=blocked,
+    )
+
+
+def person_of(
+    session: Session, type_: str, value: str, rules: IdentityRules = DEFAULT_RULES
+) -> int | None:
+    """The surviving person id holding this identifier (given raw; it is normalised), or None
+    when it is unknown or blocked."""
+    identifier = normalise_identifier(type_, value, rules)
+    if identifier is None:
+        return None
+    found = _lookup(session, [identifier]).get(identifier)
+    return None if found is None else found[1]
+
+
+def identifiers_of(session: Session, person_id: int) -> list[IdentifierRead]:
+    """The identifiers a surviving person holds, by type and value."""
+    rows = session.execute(
+        select(IdentityIdentifier.type, IdentityIdentifier.value)
+        .where(IdentityIdentifier.person_id == person_id)
+        .order_by(IdentityIdentifier.type, IdentityIdentifier.value)
+    )
+    return [IdentifierRead(type=t, value=v) for t, v in rows]
+
+
+def merge_log(session: Session, person_id: int) -> list[MergeLogRead]:
+    """The merge-log entries about a person (as survivor or as the other side), oldest first."""
+    stmt = (
+        select(MergeLogEntry)
+        .where(
+            or_(MergeLogEntry.person_id == person_id, MergeLogEntry.other_person_id == person_id)
+        )
+        .order_by(MergeLogEntry.id)
+    )
+    return [MergeLogRead.model_validate(row) for row in session.scalars(stmt)]
+
+
+def _edge_reads(session: Session, edge_ids: Sequence[int]) -> dict[int, EdgeRead]:
+    left, right = aliased(IdentityIdentifier), aliased(IdentityIdentifier)
+    rows = session.execute(
+        select(IdentityEdge, left.type, left.value, right.type, right.value)
+        .join(left, left.id == IdentityEdge.left_id)
+        .join(right, right.id == IdentityEdge.right_id)
+        .where(IdentityEdge.id.in_(edge_ids))
+    )
+    return {
+        edge.id: EdgeRead(
+            id=edge.id,
+            left=IdentifierRead(type=lt, value=lv),
+            right=IdentifierRead(type=rt, value=rv),
+            source_kind=edge.source_kind,
+            source_ref=edge.source_ref,
+            created_at=edge.created_at,
+            removed_at=edge.removed_at,
+        )
+        for edge, lt, lv, rt, rv in rows
+    }
+
+
+def _active_edges(session: Session, person_id: int) -> list[tuple[int, int, int]]:
+    """(edge id, left identifier id, right identifier id) of a person's active edges."""
+    members = select(IdentityIdentifier.id).where(IdentityIdentifier.person_id == person_id)
+    rows = session.execute(
+        select(IdentityEdge.id, IdentityEdge.left_id, IdentityEdge.right_id).where(
+            IdentityEdge.removed_at.is_(None), IdentityEdge.left_id.in_(members)
+        )
+    )
+    return [(e, a, b) for e, a, b in rows]
+
+
+def explain(
+    session: Session,
+    a: tuple[str, str],
+    b: tuple[str, str],
+    rules: IdentityRules = DEFAULT_RULES,
+) -> list[EdgeRead] | None:
+    """The chain of active edges, from ``a`` to ``b``, that makes them one person (each with
+    its source and time): empty when they are the same identifier, None when they are not
+    one person (or either is unknown or blocked)."""
+    first = normalise_identifier(a[0], a[1], rules, ("a",))
+    second = normalise_identifier(b[0], b[1], rules, ("b",))
+    if first is None or second is None:
+        return None
+    found = _lookup(session, [first, second])
+    if first not in found or second not in found or found[first][1] != found[second][1]:
+        return None
+    start, goal = found[first][0], found[second][0]
+    neighbours: dict[int, list[tuple[int, int]]] = defaultdict(list)
+    for edge_id, left, right in _active_edges(session, found[first][1]):
+        neighbours[left].append((right, edge_id))
+        neighbours[right].append((left, edge_id))
+    came_from: dict[int, tuple[int, int] | None] = {start: None}
+    queue = deque([start])
+    while queue and goal not in came_from:
+        node = queue.popleft()
+        for other, edge_id in neighbours[node]:
+            if other not in came_from:
+                came_from[other] = (node, edge_id)
+                queue.append(other)
+    if goal not in came_from:
+        return None
+    path: list[int] = []
+    step = came_from[goal]
+    while step is not None:
+        path.append(step[1])
+        step = came_from[step[0]]
+    path.reverse()
+    reads = _edge_reads(session, path)
+    return [reads[edge_id] for edge_id in path]
+
+
+def _components(nodes: Sequence[int], links: Sequence[tuple[int, int]]) -> list[list[int]]:
+    parent = {n: n for n in nodes}
+
+    def root(n: int) -> int:
+        while parent[n] != n:
+            parent[n] = parent[parent[n]]
+            n = parent[n]
+        return n
+
+    for left, right in links:
+        parent[root(left)] = root(right)
+    groups: dict[int, list[int]] = defaultdict(list)
+    for n in nodes:
+        groups[root(n)].append(n)
+    return list(groups.values())
+
+
+def unmerge(
+    session: Session, person_id: int, edge_ids: Sequence[int], actor: Actor
+) -> UnmergeResult:
+    """Split a profile by removing chosen edges (marked removed, never deleted).
+
+    The person's identifiers are regrouped by the edges that remain: the group holding its
+    oldest identifier keeps the person id, each other group becomes a new person. The merge
+    log and the audit log record it. A person that does not exist, was merged into another,
+    or never absorbed another person, and edges that are not this person's active edges, are
+    refused (4xx) and nothing changes.
+    """
+    person = session.get(Person, person_id)
+    if person is None:
+        raise NotFound(f"Person {person_id} does not exist.")
+    if person.merged_into is not None:
+        raise Conflict(
+            f"Person {person_id} was merged into person {person.merged_into}; unmerge that one."
+        )
+    absorbed = session.scalar(select(Person.id).where(Person.merged_into == person_id).limit(1))
+    if absorbed is None:
+        raise Conflict(f"Person {person_id} was never merged with another person.")
+    if not edge_ids:
+        raise ValidationFailed(
+            "Choose at least one edge to remove.", [FieldError(("edge_ids",), "is empty")]
+        )
+    active = {edge_id: (left, right) for edge_id, left, right in _active_edges(session, person_id)}
+    errors = [
+        FieldError(("edge_ids", index), f"edge {edge_id} is not an active edge of this person")
+        for index, edge_id in enumerate(edge_ids)
+        if edge_id not in active
+    ]
+    if errors:
+        raise ValidationFailed(
+            f"Cannot unmerge person {person_id}: " + "; ".join(e.msg for e in errors) + ".",
+            errors,
+        )
+    removing = sorted(set(edge_ids))
+    now = utcnow()
+    session.execute(
+        update(IdentityEdge)
+        .where(IdentityEdge.id.in_(removing))
+        .values(removed_at=now, removed_by=actor.label)
+    )
+    members = session.execute(
+        select(IdentityIdentifier.id, IdentityIdentifier.created_at).where(
+            IdentityIdentifier.person_id == person_id
+        )
+    ).all()
+    age = {ident_id: (created_at, ident_id) for ident_id, created_at in members}
+    remaining = [pair for edge_id, pair in active.items() if edge_id not in set(removing)]
+    groups = _components(list(age), remaining)
+    groups.sort(key=lambda g: min(age[i] for i in g))
+    new_person_ids: list[int] = []
+    log: list[dict[str, Any]] = []
+    for group in groups[1:]:
+        first_seen = min(age[i][0] for i in group)
+        new_id = int(
+            session.execute(
+                insert(Person)
+                .values(created_at=now, first_seen=first_seen, last_seen=person.last_seen)
+                .returning(Person.id)
+            ).scalar_one()
+        )
+        session.execute(
+            update(IdentityIdentifier)
+            .where(IdentityIdentifier.id.in_(group))
+            .values(person_id=new_id)
+        )
+        new_person_ids.append(new_id)
+        log.append(
+            {
+                "occurred_at": now,
+                "action": "unmerged",
+                "person_id": person_id,
+                "other_person_id": new_id,
+                "reason": f"edges {removing} removed by {actor.label}",
+                "source_kind": "manual",
+                "source_ref": None,
+                "details": {"edge_ids": removing, "identifier_ids": sorted(group)},
+            }
+        )
+    if not new_person_ids:
+        log.append(
+            {
+                "occurred_at": now,
+                "action": "unmerged",
+                "person_id": person_id,
+                "other_person_id": None,
+                "reason": f"edges {removing} removed by {actor.label}; the profile stays whole",
+                "source_kind": "manual",
+                "source_ref": None,
+                "details": {"edge_ids": removing, "identifier_ids": []},
+            }
+        )
+    _log(session, log)
+    record_change(
+        session,
+        actor,
+        "person",
+        person_id,
+        "unmerge",
+        {"removed_edge_ids": removing, "new_person_ids": new_person_ids},
+    )
+    session.flush()
+    return UnmergeResult(
+        person_id=person_id, removed_edge_ids=removing, new_person_ids=new_person_ids
+    )
