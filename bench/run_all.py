@@ -9,7 +9,8 @@
 5. ``bench.sales_http`` (1 and 8 clients) and ``bench.sales_import``: timeline, kanban, My day,
    forecast and sales figures with 300,000 deals and 5,000,000 activities added to the stores
    by ``bench.load_sales``, and deal and activity import throughput;
-6. ``bench.dedupe_febrl``: duplicate-detection precision, recall and F1 on FEBRL3 and FEBRL4.
+6. ``bench.dedupe_febrl``: duplicate-detection precision, recall and F1 on FEBRL3 and FEBRL4;
+   ``bench.identity_resolve``: identity resolution per message, and a person read by identifier.
 
     python -m bench.run_all [--quick] [--skip-postgres] [--skip-crm | --skip-collect]
                             [--skip-sales] [--skip-identity]
@@ -155,8 +156,9 @@ def main() -> None:
     rounds, seconds = (3, 3.0) if args.quick else (5, 5.0)
 
     if not args.skip_identity:
-        print("\n== bench.dedupe_febrl", flush=True)
-        subprocess.run([sys.executable, "-m", "bench.dedupe_febrl"], check=True)
+        for module in ("bench.dedupe_febrl", "bench.identity_resolve"):
+            print(f"\n== {module}", flush=True)
+            subprocess.run([sys.executable, "-m", module], check=True)
     if not args.skip_collect:
         collect_benchmarks(args.quick)
     if args.skip_crm:

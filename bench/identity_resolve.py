@@ -1,0 +1,154 @@
+"""Identity resolution speed: messages resolved per second, and a person read by identifier.
+
+Generates a web audience like the collector sees it: anonymous visitors browsing (one
+``anonymous_id`` per message), a share of them identifying (``anonymous_id`` with ``user_id``
+and an e-mail, the merge of an anonymous profile into a known one), some on a second device
+(anonymous first, then signed in: two persons merge), and phones added later. Each message goes
+through ``identity.service.resolve``, committed every 100 messages as the collector's group
+commit would, into a fresh store on SQLite (a file under ``bench/out/``) and PostgreSQL
+(database ``ichigen_bench_identity``, created afresh). Then a thousand reads of a person by
+a random identifier (``person_of``), p50 / p95.
+
+Budgets (issue 5): incremental resolution keeping up with 50,000 events/s; a person read by
+any identifier p95 ≤ 20 ms with 1,000,000 profiles. This measures the first on the message
+path as it is, and the second on the persons the run creates (``--visitors``).
+
+    python -m bench.identity_resolve [--engine sqlite|postgresql|both] [--visitors 20000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import statistics
+import time
+from typing import Any
+
+from sqlalchemy import text
+from sqlalchemy.engine import make_url
+from sqlalchemy.orm import Session
+
+from bench.load_crm import OUT, POSTGRES_ADMIN_URL
+from ichigen.core import migrate
+from ichigen.core.db import create_db_engine
+from ichigen.core.models_registry import import_all_models
+from ichigen.identity import service
+from ichigen.identity.schemas import IdentitySource
+
+BUDGET_EVENTS_PER_SECOND = 50_000
+BUDGET_READ_P95_MS = 20.0
+COMMIT_EVERY = 100
+DATABASE = "ichigen_bench_identity"
+
+
+def messages(visitors: int, seed: int) -> list[list[tuple[str, str]]]:
+    """The identifiers of each message, in arrival order."""
+    rnd = random.Random(seed)
+    found: list[list[tuple[str, str]]] = []
+    for n in range(visitors):
+        anon = f"anon-{n:08d}"
+        for _ in range(rnd.randint(1, 4)):
+            found.append([("anonymous_id", anon)])
+        if rnd.random() < 0.3:
+            user = f"u-{n:08d}"
+            found.append([("anonymous_id", anon), ("user_id", user), ("email", f"v{n}@example.jp")])
+            if rnd.random() < 0.3:
+                # A second device: anonymous first, then signed in (two persons merge).
+                found.append([("anonymous_id", f"anon-{n:08d}-b")])
+                found.append([("anonymous_id", f"anon-{n:08d}-b"), ("user_id", user)])
+            if rnd.random() < 0.2:
+                found.append([("user_id", user), ("phone", f"090{n % 100_000_000:08d}")])
+    return found
+
+
+def _stores(engine_name: str) -> list[tuple[str, str]]:
+    stores = []
+    if engine_name in ("sqlite", "both"):
+        OUT.mkdir(parents=True, exist_ok=True)
+        path = OUT / "identity-bench.db"
+        for suffix in ("", "-wal", "-shm"):
+            path.with_name(path.name + suffix).unlink(missing_ok=True)
+        stores.append(("sqlite", f"sqlite:///{path}"))
+    if engine_name in ("postgresql", "both"):
+        admin_url = make_url(POSTGRES_ADMIN_URL)
+        if admin_url.host not in ("127.0.0.1", "localhost"):
+            raise SystemExit("benchmarks only use a PostgreSQL on this machine (127.0.0.1)")
+        admin = create_db_engine(POSTGRES_ADMIN_URL).execution_options(isolation_level="AUTOCOMMIT")
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{DATABASE}" WITH (FORCE)'))
+            conn.execute(text(f'CREATE DATABASE "{DATABASE}"'))
+        admin.dispose()
+        url = admin_url.set(database=DATABASE).render_as_string(hide_password=False)
+        stores.append(("postgresql", url))
+    return stores
+
+
+def measure(name: str, url: str, batch: list[list[tuple[str, str]]], seed: int) -> dict[str, Any]:
+    import_all_models()
+    engine = create_db_engine(url)
+    migrate.upgrade(engine)
+    source = IdentitySource(kind="event")
+    started = time.perf_counter()
+    cpu = time.process_time()
+    merges = rejected = 0
+    with Session(engine) as session:
+        for index, identifiers in enumerate(batch, start=1):
+            result = service.resolve(session, identifiers, source)
+            merges += len(result.merged_person_ids)
+            rejected += len(result.rejected)
+            if index % COMMIT_EVERY == 0:
+                session.commit()
+        session.commit()
+    seconds = time.perf_counter() - started
+    cpu_seconds = time.process_time() - cpu
+    rnd = random.Random(seed)
+    wanted = [rnd.choice(batch)[-1] for _ in range(1000)]
+    samples = []
+    with Session(engine) as session:
+        for type_, value in wanted:
+            begun = time.perf_counter()
+            person = service.person_of(session, type_, value)
+            samples.append((time.perf_counter() - begun) * 1000)
+            if person is None:
+                raise SystemExit(f"{name}: {type_}:{value} was resolved but is not found")
+        persons = session.execute(
+            text("SELECT count(*) FROM identity_persons WHERE merged_into IS NULL")
+        ).scalar_one()
+    engine.dispose()
+    samples.sort()
+    return {
+        "engine": name,
+        "messages": len(batch),
+        "seconds": round(seconds, 2),
+        "messages_per_second": round(len(batch) / seconds, 1),
+        "messages_per_cpu_second": round(len(batch) / cpu_seconds, 1),
+        "merges": merges,
+        "rejected": rejected,
+        "persons": int(persons),
+        "read_p50_ms": round(statistics.median(samples), 3),
+        "read_p95_ms": round(samples[int(len(samples) * 0.95) - 1], 3),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--engine", choices=("sqlite", "postgresql", "both"), default="both")
+    parser.add_argument("--visitors", type=int, default=20_000)
+    parser.add_argument("--seed", type=int, default=11)
+    args = parser.parse_args()
+    batch = messages(args.visitors, args.seed)
+    for name, url in _stores(args.engine):
+        figures = measure(name, url, batch, args.seed)
+        print(
+            f"{name}: {figures['messages']:,} messages in {figures['seconds']} s = "
+            f"{figures['messages_per_second']:,} messages/s "
+            f"({figures['messages_per_cpu_second']:,} per CPU second; budget "
+            f"{BUDGET_EVENTS_PER_SECOND:,} events/s); {figures['merges']:,} merges, "
+            f"{figures['rejected']:,} refused; {figures['persons']:,} persons; person by "
+            f"identifier p50 {figures['read_p50_ms']} ms, p95 {figures['read_p95_ms']} ms "
+            f"(budget p95 ≤ {BUDGET_READ_P95_MS} ms)"
+        )
+
+
+if __name__ == "__main__":
+    main()
