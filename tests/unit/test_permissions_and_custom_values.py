@@ -42,6 +42,7 @@ WRITERS = {
     "activities": {"admin", "manager", "sales", "support"},
     "tasks": {"admin", "manager", "sales", "support", "marketing"},
     "quotas": {"admin", "manager"},
+    "identity": {"admin", "manager"},
 }
 READERS = {
     "contacts": set(Role),
@@ -57,6 +58,7 @@ READERS = {
     "activities": set(Role),
     "tasks": set(Role) - {Role.viewer},
     "quotas": {Role.admin, Role.manager, Role.sales, Role.analyst},
+    "identity": set(Role),
 }
 
 

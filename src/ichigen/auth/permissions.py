@@ -34,6 +34,7 @@ ENTITIES = (
     "activities",
     "tasks",
     "quotas",
+    "identity",
 )
 
 _R, _RW, _NONE = frozenset({"read"}), frozenset({"read", "write"}), frozenset[str]()
@@ -55,6 +56,7 @@ MATRIX: dict[Role, dict[str, frozenset[str]]] = {
         "activities": _RW,
         "tasks": _RW,
         "quotas": _RW,
+        "identity": _RW,
     },
     Role.sales: {
         "users": _R,
@@ -70,6 +72,7 @@ MATRIX: dict[Role, dict[str, frozenset[str]]] = {
         "activities": _RW,
         "tasks": _RW,
         "quotas": _R,
+        "identity": _R,
     },
     Role.support: {
         "users": _R,
@@ -85,6 +88,7 @@ MATRIX: dict[Role, dict[str, frozenset[str]]] = {
         "activities": _RW,
         "tasks": _RW,
         "quotas": _NONE,
+        "identity": _R,
     },
     Role.marketing: {
         "users": _R,
@@ -100,6 +104,7 @@ MATRIX: dict[Role, dict[str, frozenset[str]]] = {
         "activities": _R,
         "tasks": _RW,
         "quotas": _NONE,
+        "identity": _R,
     },
     Role.analyst: {
         "users": _R,
@@ -115,6 +120,7 @@ MATRIX: dict[Role, dict[str, frozenset[str]]] = {
         "activities": _R,
         "tasks": _R,
         "quotas": _R,
+        "identity": _R,
     },
     Role.viewer: {
         "users": _NONE,
@@ -130,6 +136,7 @@ MATRIX: dict[Role, dict[str, frozenset[str]]] = {
         "activities": _R,
         "tasks": _NONE,
         "quotas": _NONE,
+        "identity": _R,
     },
 }
 

@@ -100,6 +100,9 @@ def normalise_identifier(
     if not isinstance(raw, str):
         raise _malformed((*loc, "value"), f"the {type_} must be text")
     text = unicodedata.normalize("NFKC", raw).strip()
+    if any(ch == "\x00" or "\ud800" <= ch <= "\udfff" for ch in text):
+        # Neither engine stores these (PostgreSQL refuses NUL in text).
+        raise _malformed((*loc, "value"), f"the {type_} holds a NUL or an unpaired surrogate")
     if rules.is_blocked(text):
         return None
     if len(text) > MAX_VALUE_LENGTH:

@@ -21,7 +21,10 @@ from sqlalchemy.orm import Session, aliased
 
 from ichigen.core.audit import Actor, record_change
 from ichigen.core.clock import utcnow
+from ichigen.core.db import session_settings
 from ichigen.core.errors import Conflict, FieldError, NotFound, ValidationFailed
+from ichigen.core.query import ListField, Sort, decode_cursor, encode_cursor
+from ichigen.core.schemas import Page
 from ichigen.identity.models import IdentityEdge, IdentityIdentifier, MergeLogEntry, Person
 from ichigen.identity.normalise import (
     DEFAULT_RULES,
@@ -34,8 +37,10 @@ from ichigen.identity.schemas import (
     EdgeRead,
     IdentifierRead,
     IdentitySource,
+    MergedPerson,
     MergeLogRead,
     MergeRejection,
+    PersonRead,
     ResolveResult,
     UnmergeResult,
 )
@@ -527,4 +532,100 @@ def unmerge(
     session.flush()
     return UnmergeResult(
         person_id=person_id, removed_edge_ids=removing, new_person_ids=new_person_ids
+    )
+
+
+# -- Readers and committed units of work for the HTTP API ---------------------------------
+
+#: Merge-log pages continue after the last entry's id (newest first).
+MERGE_LOG_NEWEST_FIRST = Sort("id", ListField(MergeLogEntry.id, "int", nullable=False), True)
+
+
+def resolve_and_commit(
+    session: Session,
+    identifiers: Sequence[tuple[str, str]],
+    source: IdentitySource,
+    rules: IdentityRules = DEFAULT_RULES,
+) -> ResolveResult:
+    """``resolve`` as a unit of work of its own: committed whole, or (on an error) nothing."""
+    result = resolve(session, identifiers, source, rules)
+    session.commit()
+    return result
+
+
+def unmerge_and_commit(
+    session: Session, person_id: int, edge_ids: Sequence[int], actor: Actor
+) -> UnmergeResult:
+    """``unmerge`` as a unit of work of its own: committed whole, or (on an error) nothing."""
+    result = unmerge(session, person_id, edge_ids, actor)
+    session.commit()
+    return result
+
+
+def read_person(session: Session, person_id: int) -> PersonRead:
+    """A person by id: a merged one is answered with its survivor, and ``merged`` says so."""
+    person = session.get(Person, person_id)
+    if person is None:
+        raise NotFound(f"Person {person_id} does not exist.")
+    merged: MergedPerson | None = None
+    if person.merged_into is not None:
+        merged_at = session.scalar(
+            select(func.max(MergeLogEntry.occurred_at)).where(
+                MergeLogEntry.action == "merged", MergeLogEntry.other_person_id == person_id
+            )
+        )
+        merged = MergedPerson(
+            person_id=person_id, merged_into=person.merged_into, merged_at=merged_at
+        )
+        survivor = session.get(Person, person.merged_into)
+        if survivor is None:  # the foreign key makes this impossible
+            raise NotFound(f"Person {person.merged_into} does not exist.")
+        person = survivor
+    return PersonRead(
+        id=person.id,
+        created_at=person.created_at,
+        first_seen=person.first_seen,
+        last_seen=person.last_seen,
+        identifiers=identifiers_of(session, person.id),
+        merged=merged,
+    )
+
+
+def find_person(
+    session: Session,
+    type_: str,
+    value: str,
+    rules: IdentityRules = DEFAULT_RULES,
+    loc: tuple[str | int, ...] = ("identifier",),
+) -> PersonRead:
+    """The surviving person holding an identifier (given raw; it is normalised). A malformed
+    identifier raises ``ValidationFailed`` at ``loc``; an unknown or blocked one ``NotFound``."""
+    identifier = normalise_identifier(type_, value, rules, loc)
+    found = None if identifier is None else _lookup(session, [identifier]).get(identifier)
+    if found is None:
+        raise NotFound(f"No person holds the {type_} '{value}'.")
+    return read_person(session, found[1])
+
+
+def merge_log_page(
+    session: Session, person_id: int, *, cursor: str | None = None, limit: int = 50
+) -> Page[MergeLogRead]:
+    """The merge-log entries about a person (as survivor or other side), newest first; pass
+    ``next_cursor`` back as ``cursor`` for the next page."""
+    if session.get(Person, person_id) is None:
+        raise NotFound(f"Person {person_id} does not exist.")
+    secret = session_settings(session).secret_key
+    stmt = select(MergeLogEntry).where(
+        or_(MergeLogEntry.person_id == person_id, MergeLogEntry.other_person_id == person_id)
+    )
+    after = None if cursor is None else decode_cursor(secret, MERGE_LOG_NEWEST_FIRST, cursor)
+    if after is not None:
+        stmt = stmt.where(MergeLogEntry.id < after[1])
+    rows = list(session.scalars(stmt.order_by(MergeLogEntry.id.desc()).limit(limit + 1)))
+    next_cursor = None
+    if len(rows) > limit:
+        rows = rows[:limit]
+        next_cursor = encode_cursor(secret, MERGE_LOG_NEWEST_FIRST, rows[-1].id, rows[-1].id)
+    return Page[MergeLogRead](
+        items=[MergeLogRead.model_validate(row) for row in rows], next_cursor=next_cursor
     )

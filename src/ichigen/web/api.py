@@ -21,6 +21,7 @@ from ichigen.crm.deals.api import router as deals_router
 from ichigen.crm.deals.forecast_api import router as forecast_router
 from ichigen.crm.deals.transfer_api import router as deal_transfers_router
 from ichigen.crm.tasks.api import router as tasks_router
+from ichigen.identity.api import router as identity_router
 from ichigen.web.deps import ApiActor, DbSession, IfMatch, etag
 from ichigen.web.problems import PROBLEM_RESPONSES
 
@@ -114,6 +115,7 @@ def api_router() -> APIRouter:
         fields_router,
         audit_router,
         collect_router,
+        identity_router,
     ):
         router.include_router(sub)
     return router

@@ -84,6 +84,8 @@ def test_only_blocked_values_is_an_error(session: Session) -> None:
         ("phone", "12", ("identifiers", 1, "value")),
         ("fax", "03-1234-5678", ("identifiers", 1, "type")),
         ("user_id", "x" * 321, ("identifiers", 1, "value")),
+        ("user_id", "u\x00-42", ("identifiers", 1, "value")),
+        ("anonymous_id", "a\ud800b", ("identifiers", 1, "value")),
     ],
 )
 def test_malformed_identifiers_are_refused_and_change_nothing(
