@@ -133,6 +133,12 @@ def resolve(
     now = utcnow()
     known = _lookup(session, wanted)
     involved = sorted({person for _, person in known.values()})
+    if len(known) == len(wanted) and len(involved) == 1:
+        # Everything is known and already one person (most events): nothing to link.
+        session.execute(update(Person).where(Person.id == involved[0]).values(last_seen=now))
+        return ResolveResult(
+            person_id=involved[0], created=False, merged_person_ids=[], rejected=[], blocked=blocked
+        )
     persons = {
         row.id: row
         for row in session.execute(
