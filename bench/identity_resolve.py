@@ -6,14 +6,15 @@ and an e-mail, the merge of an anonymous profile into a known one), some on a se
 (anonymous first, then signed in: two persons merge), and phones added later. Each message goes
 through ``identity.service.resolve``, committed every 100 messages as the collector's group
 commit would, into a fresh store on SQLite (a file under ``bench/out/``) and PostgreSQL
-(database ``ichigen_bench_identity``, created afresh). Then a thousand reads of a person by
-a random identifier (``person_of``), p50 / p95.
+(database ``ichigen_bench_identity``, created afresh). Then persons are added in bulk up to
+``--persons`` (default 1,000,000), and a thousand reads of a person by a random identifier
+(``person_of``; half among the resolved ones, half among the bulk ones), p50 / p95.
 
 Budgets (issue 5): incremental resolution keeping up with 50,000 events/s; a person read by
-any identifier p95 ≤ 20 ms with 1,000,000 profiles. This measures the first on the message
-path as it is, and the second on the persons the run creates (``--visitors``).
+any identifier p95 ≤ 20 ms with 1,000,000 profiles.
 
     python -m bench.identity_resolve [--engine sqlite|postgresql|both] [--visitors 20000]
+                                     [--persons 1000000]
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import argparse
 import random
 import statistics
 import time
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import text
@@ -33,6 +35,7 @@ from ichigen.core import migrate
 from ichigen.core.db import create_db_engine
 from ichigen.core.models_registry import import_all_models
 from ichigen.identity import service
+from ichigen.identity.models import IdentityIdentifier, Person
 from ichigen.identity.schemas import IdentitySource
 
 BUDGET_EVENTS_PER_SECOND = 50_000
@@ -83,7 +86,46 @@ def _stores(engine_name: str) -> list[tuple[str, str]]:
     return stores
 
 
-def measure(name: str, url: str, batch: list[list[tuple[str, str]]], seed: int) -> dict[str, Any]:
+def _bulk_persons(engine: Any, count: int) -> None:
+    """Add ``count`` persons, each with an ``anonymous_id`` and every third with a ``user_id``,
+    written in bulk in the service's shape (to read among a million profiles without
+    resolving a million messages first)."""
+    now = datetime.now(UTC)
+    with engine.begin() as conn:
+        first = int(
+            conn.execute(text("SELECT coalesce(max(id), 0) FROM identity_persons")).scalar()
+        )
+        for start in range(0, count, 50_000):
+            ids = range(first + 1 + start, first + 1 + min(start + 50_000, count))
+            conn.execute(
+                Person.__table__.insert(),
+                [{"id": i, "created_at": now, "first_seen": now, "last_seen": now} for i in ids],
+            )
+            rows = [
+                {"type": "anonymous_id", "value": f"bulk-{i}", "person_id": i, "created_at": now}
+                for i in ids
+            ]
+            rows += [
+                {"type": "user_id", "value": f"bulk-u-{i}", "person_id": i, "created_at": now}
+                for i in ids
+                if i % 3 == 0
+            ]
+            conn.execute(IdentityIdentifier.__table__.insert(), rows)
+        if engine.dialect.name == "sqlite":
+            conn.execute(text("ANALYZE"))
+    if engine.dialect.name == "postgresql":
+        with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+            conn.execute(text("VACUUM ANALYZE identity_persons"))
+            conn.execute(text("VACUUM ANALYZE identity_identifiers"))
+
+
+def measure(
+    name: str,
+    url: str,
+    batch: list[list[tuple[str, str]]],
+    seed: int,
+    extra_persons: int = 0,
+) -> dict[str, Any]:
     import_all_models()
     engine = create_db_engine(url)
     migrate.upgrade(engine)
@@ -101,8 +143,27 @@ def measure(name: str, url: str, batch: list[list[tuple[str, str]]], seed: int) 
         session.commit()
     seconds = time.perf_counter() - started
     cpu_seconds = time.process_time() - cpu
+    first_bulk = 0
+    if extra_persons:
+        with engine.connect() as conn:
+            first_bulk = (
+                int(
+                    conn.execute(text("SELECT coalesce(max(id), 0) FROM identity_persons")).scalar()
+                )
+                + 1
+            )
+        _bulk_persons(engine, extra_persons)
     rnd = random.Random(seed)
-    wanted = [rnd.choice(batch)[-1] for _ in range(1000)]
+    wanted = [rnd.choice(batch)[-1] for _ in range(500)]
+    if extra_persons:
+        # Half the reads among the bulk persons, by either kind of identifier.
+        for _ in range(500):
+            n = int(first_bulk) + rnd.randrange(extra_persons)
+            wanted.append(
+                ("user_id", f"bulk-u-{n}") if n % 3 == 0 else ("anonymous_id", f"bulk-{n}")
+            )
+    else:
+        wanted += [rnd.choice(batch)[-1] for _ in range(500)]
     samples = []
     with Session(engine) as session:
         for type_, value in wanted:
@@ -135,10 +196,17 @@ def main() -> None:
     parser.add_argument("--engine", choices=("sqlite", "postgresql", "both"), default="both")
     parser.add_argument("--visitors", type=int, default=20_000)
     parser.add_argument("--seed", type=int, default=11)
+    parser.add_argument(
+        "--persons",
+        type=int,
+        default=1_000_000,
+        help="persons in the store for the reads (bulk-added after the resolved messages)",
+    )
     args = parser.parse_args()
     batch = messages(args.visitors, args.seed)
     for name, url in _stores(args.engine):
-        figures = measure(name, url, batch, args.seed)
+        extra = max(0, args.persons - args.visitors)
+        figures = measure(name, url, batch, args.seed, extra)
         print(
             f"{name}: {figures['messages']:,} messages in {figures['seconds']} s = "
             f"{figures['messages_per_second']:,} messages/s "
