@@ -103,13 +103,18 @@ def _postgres_reachable() -> bool:
         engine.dispose()
 
 
+def run_module(module: str, *args: str, title: str | None = None) -> None:
+    """Run one benchmark module in its own process (it prints its own figures)."""
+    print(f"\n== {title or module}", flush=True)
+    subprocess.run([sys.executable, "-m", module, *args], check=True)
+
+
 def collect_benchmarks(quick: bool) -> None:
     """Durable ingest through /v1/batch, and one person's events out of 100M (issue budgets)."""
     ingest = ["--rounds", "1", "--seconds", "20", "--baseline-seconds", "10"] if quick else []
     lookup = ["--events", "10000000", "--rounds", "1"] if quick else []
-    for module, extra in (("bench.ingest", ingest), ("bench.event_lookup", lookup)):
-        print(f"\n== {module}", flush=True)
-        subprocess.run([sys.executable, "-m", module, *extra], check=True)
+    run_module("bench.ingest", *ingest)
+    run_module("bench.event_lookup", *lookup)
 
 
 def sales_benchmarks(quick: bool, engines: list[str]) -> None:
@@ -117,24 +122,13 @@ def sales_benchmarks(quick: bool, engines: list[str]) -> None:
     activities (the sales issue's budgets), and deal and activity import throughput."""
     rounds = ["--rounds", "1", "--seconds", "3"] if quick else []
     for engine in engines:
-        for concurrency in ("1", "8"):
-            print(f"\n== bench.sales_http on {engine}, {concurrency} client(s)", flush=True)
-            subprocess.run(
-                [
-                    sys.executable,
-                    "-m",
-                    "bench.sales_http",
-                    "--engine",
-                    engine,
-                    "--concurrency",
-                    concurrency,
-                    *rounds,
-                ],
-                check=True,
+        for clients in ("1", "8"):
+            run_module(
+                "bench.sales_http",
+                *("--engine", engine, "--concurrency", clients, *rounds),
+                title=f"bench.sales_http on {engine}, {clients} client(s)",
             )
-    print("\n== bench.sales_import", flush=True)
-    rows = ["--rows", "1000"] if quick else []
-    subprocess.run([sys.executable, "-m", "bench.sales_import", *rows], check=True)
+    run_module("bench.sales_import", *(["--rows", "1000"] if quick else []))
 
 
 def main() -> None:
@@ -156,9 +150,8 @@ def main() -> None:
     rounds, seconds = (3, 3.0) if args.quick else (5, 5.0)
 
     if not args.skip_identity:
-        for module in ("bench.dedupe_febrl", "bench.identity_resolve"):
-            print(f"\n== {module}", flush=True)
-            subprocess.run([sys.executable, "-m", module], check=True)
+        run_module("bench.dedupe_febrl")
+        run_module("bench.identity_resolve")
     if not args.skip_collect:
         collect_benchmarks(args.quick)
     if args.skip_crm:

@@ -224,11 +224,13 @@ def _addresses(raw: str) -> list[str]:
 
 
 def _record_from_form(
-    ui: Ui, form: Form, record_type: str, record_id: int
+    ui: Ui, form: Form, record_type: str, record_id: int, kind: str | None = None
 ) -> tuple[dict[str, Any], LogForm, list[FieldError]]:
-    """The service record the submitted form stands for, and the form to show it again."""
-    kind = form_text(form, "kind", 10)
-    kind = kind if kind in LOGGED_KINDS else "note"
+    """The service record the submitted form stands for, and the form to show it again. The
+    kind is the form's, unless given (an edited activity keeps its own)."""
+    if kind is None:
+        kind = form_text(form, "kind", 10)
+        kind = kind if kind in LOGGED_KINDS else "note"
     names = (
         "subject",
         "body",
@@ -353,27 +355,12 @@ def _changes_from_form(
     ui: Ui, form: Form, activity: ActivityRead
 ) -> tuple[dict[str, Any], LogForm, list[FieldError]]:
     """What the edit form changes: every field its kind shows (an emptied one is cleared)."""
-    record, shown, errors = _record_from_form(ui, form, "note", 0)
-    shown.kind = activity.kind
+    record, shown, errors = _record_from_form(ui, form, "note", 0, kind=activity.kind)
     shown.values["version"] = form_text(form, "version", 20)
     changes = {k: v for k, v in record.items() if k not in ("kind", "links")}
     if activity.kind == "call":
+        # An emptied duration is cleared (logging leaves it out instead).
         changes.setdefault("duration_seconds", None)
-        changes["direction"] = shown.values["direction"] or None
-        changes["outcome"] = shown.values["outcome"] or None
-    elif activity.kind == "email":
-        changes["direction"] = shown.values["direction"] or None
-        changes["email_from"] = shown.values["email_from"] or None
-        changes["email_to"] = _addresses(shown.values["email_to"])
-    elif activity.kind == "meeting":
-        changes["ends_at"] = _parse_local(ui, shown.values["ends_at"], "ends_at", errors)
-        changes["location"] = shown.values["location"] or None
-        changes["attendees"] = [{"email": a} for a in _addresses(shown.values["attendees"])]
-    for name in ("direction", "outcome", "duration_seconds", "email_from", "email_to"):
-        if activity.kind not in ("call", "email") or (
-            activity.kind == "email" and name in ("outcome", "duration_seconds")
-        ):
-            changes.pop(name, None)
     return changes, shown, errors
 
 
