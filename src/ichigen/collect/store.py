@@ -143,6 +143,9 @@ class EventFilter:
     properties: tuple[tuple[str, str], ...] = ()
     #: keyset cursor: events strictly older than (timestamp in µs, message hash)
     before: tuple[int, int] | None = None
+    #: one person's events: those with any of these user ids or anonymous ids
+    user_ids: tuple[str, ...] = ()
+    anonymous_ids: tuple[str, ...] = ()
 
 
 @dataclass(slots=True)
@@ -365,20 +368,23 @@ class DuckDBEventStore:
         source = "events"
         key_column = "user_key"
         key_params: list[Any] = []
-        if where.user_id is not None or where.anonymous_id is not None:
+        candidates = ""
+        if where.user_ids or where.anonymous_ids:
+            candidates, key_params = _person_candidates(where.user_ids, where.anonymous_ids)
+            source = "candidates"
+        elif where.user_id is not None or where.anonymous_id is not None:
             # Materialised, the identifier's rows come from its ART index; a top-N over the
             # whole table would scan it instead.
             if where.user_id is None:
                 key_column = "anonymous_key"
             key_params.append(where.user_id if where.user_id is not None else where.anonymous_id)
             source = "candidates"
-        sql = (
-            (
+            candidates = (
                 "WITH candidates AS MATERIALIZED (SELECT * FROM events "
                 f"WHERE {key_column} = hash(?::VARCHAR)) "
-                if key_params
-                else ""
             )
+        sql = (
+            candidates
             + f"SELECT {_EVENT_FIELDS}, message_hash FROM {source}"
             + (" WHERE " + " AND ".join(clauses) if clauses else "")
             + " ORDER BY timestamp DESC, message_hash DESC LIMIT ?"
@@ -510,6 +516,30 @@ class DuckDBEventStore:
             self._cursors.clear()
             self._con.close()
         self._local = threading.local()
+
+
+def _person_candidates(
+    user_ids: Sequence[str], anonymous_ids: Sequence[str]
+) -> tuple[str, list[Any]]:
+    """A materialised CTE of the events carrying any of these identifiers, each event once.
+
+    One branch per identifier, so each comes from its index; an event with one of the user
+    ids is taken by that branch only, not again by its anonymous id's.
+    """
+    branches: list[str] = []
+    params: list[Any] = []
+    for user_id in user_ids:
+        branches.append("SELECT * FROM events WHERE user_key = hash(?::VARCHAR) AND user_id = ?")
+        params.extend([user_id, user_id])
+    taken = ", ".join("?" for _ in user_ids)
+    for anonymous_id in anonymous_ids:
+        branch = "SELECT * FROM events WHERE anonymous_key = hash(?::VARCHAR) AND anonymous_id = ?"
+        params.extend([anonymous_id, anonymous_id])
+        if user_ids:
+            branch += f" AND (user_id IS NULL OR user_id NOT IN ({taken}))"
+            params.extend(user_ids)
+        branches.append(branch)
+    return "WITH candidates AS MATERIALIZED (" + " UNION ALL ".join(branches) + ") ", params
 
 
 class EventStoreBusy(Exception):

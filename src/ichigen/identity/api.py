@@ -3,14 +3,13 @@ undo a wrong merge and read the merge log."""
 
 from __future__ import annotations
 
-import re
 from typing import Annotated
 
 from fastapi import APIRouter, Path, Query, Response
 
 from ichigen.auth.permissions import require
-from ichigen.core.errors import FieldError, NotFound, ValidationFailed
-from ichigen.core.schemas import MAX_RECORD_ID, Page, RecordId
+from ichigen.core.errors import NotFound
+from ichigen.core.schemas import Page, RecordId
 from ichigen.identity import service
 from ichigen.identity.schemas import (
     ExplainResult,
@@ -21,13 +20,10 @@ from ichigen.identity.schemas import (
     ResolveResult,
     UnmergeRequest,
     UnmergeResult,
-    storable_text,
 )
 from ichigen.web.deps import ApiActor, DbSession, json_body
 
 router = APIRouter(prefix="/identity", tags=["identity"])
-
-_PERSON_ID = re.compile(r"[0-9]{1,19}")
 
 IdentifierQuery = Annotated[
     str,
@@ -38,24 +34,6 @@ IdentifierQuery = Annotated[
         examples=["email:taro@example.jp"],
     ),
 ]
-
-
-def _identifier(ref: str, loc: tuple[str | int, ...]) -> tuple[str, str]:
-    """``type:value`` split at the first colon; a 422 at ``loc`` when there is none (or the
-    text could not be stored, so cannot be held by anyone)."""
-    try:
-        storable_text(ref)
-    except ValueError as exc:
-        raise ValidationFailed(
-            f"Malformed identifier: {exc}.", [FieldError(loc, str(exc))]
-        ) from None
-    type_, colon, value = ref.partition(":")
-    if not colon or not type_:
-        raise ValidationFailed(
-            f"'{ref}' is not an identifier: write it as type:value, e.g. email:taro@example.jp.",
-            [FieldError(loc, "expected type:value")],
-        )
-    return type_, value
 
 
 @router.post("/resolve", response_model=ResolveResult)
@@ -88,15 +66,7 @@ def get_person(
     """A person with its identifiers and first and last seen. Asked by the id of a person
     merged into another, it answers with the survivor and says so in `merged`."""
     require(actor, "identity", "read")
-    if _PERSON_ID.fullmatch(ref):
-        person_id = int(ref)
-        if not 1 <= person_id <= MAX_RECORD_ID:
-            raise ValidationFailed(
-                f"{ref} is not a person id.", [FieldError(("path", "ref"), "id out of range")]
-            )
-        return json_body(service.read_person(session, person_id))
-    type_, value = _identifier(ref, ("path", "ref"))
-    return json_body(service.find_person(session, type_, value, loc=("path", "ref")))
+    return json_body(service.person_by_reference(session, ref))
 
 
 @router.get("/explain", response_model=ExplainResult)
@@ -107,7 +77,8 @@ def explain_link(
     its source and time (empty when they are the same identifier). 404 when they are not one
     person, or either is unknown."""
     require(actor, "identity", "read")
-    first, second = _identifier(a, ("query", "a")), _identifier(b, ("query", "b"))
+    first = service.split_identifier(a, ("query", "a"))
+    second = service.split_identifier(b, ("query", "b"))
     person = service.find_person(session, *first, loc=("query", "a"))
     service.find_person(session, *second, loc=("query", "b"))
     edges = service.explain(session, first, second)

@@ -32,7 +32,11 @@ class IdentityRules:
     """
 
     external_types: frozenset[str] = frozenset()
-    max_per_type: Mapping[str, int] = field(default_factory=lambda: {"user_id": 1})
+    #: A person is at most one CRM contact: duplicates typed by reps are for the review
+    #: queue to merge, not for the graph to join behind their backs.
+    max_per_type: Mapping[str, int] = field(
+        default_factory=lambda: {"user_id": 1, "crm_contact": 1}
+    )
     default_max_per_type: int = 5
     blocked_patterns: tuple[str, ...] = ()
     phone_region: str = "JP"

@@ -11,6 +11,7 @@ Invariants the functions keep:
 
 from __future__ import annotations
 
+import re
 from collections import defaultdict, deque
 from collections.abc import Sequence
 from datetime import datetime
@@ -24,7 +25,7 @@ from ichigen.core.clock import utcnow
 from ichigen.core.db import session_settings
 from ichigen.core.errors import Conflict, FieldError, NotFound, ValidationFailed
 from ichigen.core.query import ListField, Sort, decode_cursor, encode_cursor
-from ichigen.core.schemas import Page
+from ichigen.core.schemas import MAX_RECORD_ID, Page
 from ichigen.identity.models import IdentityEdge, IdentityIdentifier, MergeLogEntry, Person
 from ichigen.identity.normalise import (
     DEFAULT_RULES,
@@ -43,6 +44,7 @@ from ichigen.identity.schemas import (
     PersonRead,
     ResolveResult,
     UnmergeResult,
+    storable_text,
 )
 
 
@@ -541,6 +543,268 @@ def unmerge(
     )
 
 
+# -- Many messages at once: the ingest path -------------------------------------------------
+
+
+class KnownIdentifiers:
+    """A per-process memory of raw identifiers already resolved: ``(type, raw value)`` ->
+    the person id they were last resolved to.
+
+    Most events repeat identifiers seen moments before, so this answers them without the
+    record store. An entry may name a person that was merged since (events keep the id they
+    were resolved to; reads follow ``merged_into``); a message that joins two remembered
+    persons goes to the record store. An unmerge or a rebuild can move identifiers to other
+    persons, so ``resolve_many`` forgets everything when the merge log shows one.
+    """
+
+    def __init__(self, capacity: int = 1_000_000) -> None:
+        self.capacity = capacity
+        self._persons: dict[tuple[str, str], int] = {}
+        #: The id of the newest unmerge or rebuild entry of the merge log this memory saw.
+        self.split_mark: int | None = None
+
+    def __len__(self) -> int:
+        return len(self._persons)
+
+    def get(self, key: tuple[str, str]) -> int | None:
+        return self._persons.get(key)
+
+    def remember(self, keys: Sequence[tuple[str, str]], person_id: int) -> None:
+        if len(self._persons) + len(keys) > self.capacity:
+            self._persons.clear()  # rare; the record store answers until it fills again
+        for key in keys:
+            self._persons[key] = person_id
+
+    def forget(self) -> None:
+        self._persons.clear()
+
+
+#: Merge-log actions after which remembered identifiers may name the wrong person.
+SPLIT_ACTIONS = ("unmerged", "split")
+
+
+def _newest_split(session: Session) -> int | None:
+    found = session.scalar(
+        select(func.max(MergeLogEntry.id)).where(MergeLogEntry.action.in_(SPLIT_ACTIONS))
+    )
+    return None if found is None else int(found)
+
+
+def _lookup_values(
+    session: Session, identifiers: Sequence[Identifier]
+) -> dict[Identifier, tuple[int, int]]:
+    """``_lookup`` for many identifiers: one ``IN`` query per type and chunk of values."""
+    by_type: dict[str, list[str]] = defaultdict(list)
+    for identifier in identifiers:
+        by_type[identifier.type].append(identifier.value)
+    survivor = func.coalesce(Person.merged_into, Person.id)
+    found: dict[Identifier, tuple[int, int]] = {}
+    for type_, values in by_type.items():
+        for start in range(0, len(values), _CHUNK):
+            rows = session.execute(
+                select(IdentityIdentifier.value, IdentityIdentifier.id, survivor)
+                .join(Person, Person.id == IdentityIdentifier.person_id)
+                .where(
+                    IdentityIdentifier.type == type_,
+                    IdentityIdentifier.value.in_(values[start : start + _CHUNK]),
+                )
+            )
+            for value, ident_id, person_id in rows:
+                found[Identifier(type_, value)] = (ident_id, person_id)
+    return found
+
+
+_CHUNK = 500
+
+
+def _lenient(
+    pairs: Sequence[tuple[str, str]],
+    rules: IdentityRules,
+    memo: dict[tuple[str, str], Identifier | None],
+) -> list[Identifier]:
+    """The distinct identifiers of a tracked message that can link; blocked and malformed
+    values are left out (the event is stored all the same, it just links less)."""
+    kept: list[Identifier] = []
+    for pair in pairs:
+        if pair in memo:
+            identifier = memo[pair]
+        else:
+            try:
+                identifier = normalise_identifier(pair[0], pair[1], rules)
+            except ValidationFailed:
+                identifier = None
+            memo[pair] = identifier
+        if identifier is not None and identifier not in kept:
+            kept.append(identifier)
+    return kept
+
+
+def _fits(identifiers: Sequence[Identifier], rules: IdentityRules) -> bool:
+    """Whether these identifiers may be one new person under the per-type caps."""
+    counts: dict[str, int] = defaultdict(int)
+    for identifier in identifiers:
+        counts[identifier.type] += 1
+    return all(count <= rules.max_count(type_) for type_, count in counts.items())
+
+
+def resolve_many(
+    session: Session,
+    messages: Sequence[tuple[Sequence[tuple[str, str]], IdentitySource]],
+    rules: IdentityRules = DEFAULT_RULES,
+    known: KnownIdentifiers | None = None,
+) -> list[int | None]:
+    """The person of each message (raw identifier pairs and the link's source), in order.
+
+    The same rules as ``resolve`` message by message, in fewer statements: identifiers
+    remembered in ``known`` need no query, the others are looked up together, messages of
+    new visitors become new persons in one insert, and only messages that link known
+    persons or add identifiers to one go through ``resolve``. Malformed and blocked values
+    are left out; a message with nothing that can link gets None. The caller commits.
+    """
+    known = known if known is not None else KnownIdentifiers(0)
+    mark = _newest_split(session)
+    if mark != known.split_mark:
+        known.forget()
+        known.split_mark = mark
+    persons: list[int | None] = [None] * len(messages)
+    pending: list[int] = []
+    for index, (pairs, _) in enumerate(messages):
+        person: int | None = None
+        for pair in pairs:
+            remembered = known.get(pair)
+            if remembered is None or (person is not None and remembered != person):
+                person = None
+                break
+            person = remembered
+        if person is None:
+            if pairs:
+                pending.append(index)
+        else:
+            persons[index] = person
+    if not pending:
+        _touch(session, persons)
+        return persons
+
+    memo: dict[tuple[str, str], Identifier | None] = {}
+    wanted = {index: _lenient(messages[index][0], rules, memo) for index in pending}
+    stored = _lookup_values(session, list({i for ids in wanted.values() for i in ids}))
+    where: dict[Identifier, int] = {i: person for i, (_, person) in stored.items()}
+    # New visitors' persons, created together: (identifiers, source) per new person.
+    fresh: list[tuple[list[Identifier], IdentitySource]] = []
+    fresh_of: dict[Identifier, int] = {}
+    waiting: list[tuple[int, int]] = []  # (message index, fresh group) until they exist
+
+    def create_fresh() -> None:
+        if not fresh:
+            return
+        # Created now, not at the batch's start: ``resolve`` ranks persons by creation
+        # time, and one it created earlier in this batch must rank before these.
+        created = _create_persons(session, fresh, utcnow())
+        for group, person_id in enumerate(created):
+            for identifier in fresh[group][0]:
+                where[identifier] = person_id
+        for index, group in waiting:
+            persons[index] = created[group]
+        fresh.clear()
+        fresh_of.clear()
+        waiting.clear()
+
+    for index in pending:
+        identifiers = wanted[index]
+        if not identifiers:
+            continue
+        source = messages[index][1]
+        owners = {where.get(i) for i in identifiers}
+        groups = {fresh_of.get(i) for i in identifiers}
+        one_group = next(iter(groups)) if len(groups) == 1 else None
+        if len(owners) == 1 and None not in owners:
+            persons[index] = owners.pop()
+        elif owners == {None} and one_group is not None:
+            waiting.append((index, one_group))
+            continue
+        elif owners == {None} and groups == {None} and _fits(identifiers, rules):
+            fresh_of.update((i, len(fresh)) for i in identifiers)
+            waiting.append((index, len(fresh)))
+            fresh.append((identifiers, source))
+            continue
+        else:
+            create_fresh()
+            result = resolve(session, [(i.type, i.value) for i in identifiers], source, rules)
+            persons[index] = result.person_id
+            for i, (_, person_id) in _lookup(session, identifiers).items():
+                where[i] = person_id
+            if result.merged_person_ids:
+                merged = set(result.merged_person_ids)
+                for i, person_id in where.items():
+                    if person_id in merged:
+                        where[i] = result.person_id
+    create_fresh()
+    if known.capacity:
+        for index in pending:
+            person = persons[index]
+            if person is not None and all(where.get(i) == person for i in wanted[index]):
+                # Only pairs that link: a blocked value must never answer for a person.
+                known.remember([p for p in messages[index][0] if memo.get(p)], person)
+    _touch(session, persons)
+    return persons
+
+
+def _create_persons(
+    session: Session, groups: Sequence[tuple[list[Identifier], IdentitySource]], now: datetime
+) -> list[int]:
+    """New persons, one per group of new identifiers, with their identifiers and the edges
+    that join each group; their ids, in order."""
+    person_ids = [
+        int(p)
+        for p in session.scalars(
+            insert(Person).returning(Person.id, sort_by_parameter_order=True),
+            [{"created_at": now, "first_seen": now, "last_seen": now}] * len(groups),
+        )
+    ]
+    rows = [
+        {"type": i.type, "value": i.value, "person_id": person_id, "created_at": now}
+        for (identifiers, _), person_id in zip(groups, person_ids, strict=True)
+        for i in identifiers
+    ]
+    ident_ids = [
+        int(i)
+        for i in session.scalars(
+            insert(IdentityIdentifier).returning(
+                IdentityIdentifier.id, sort_by_parameter_order=True
+            ),
+            rows,
+        )
+    ]
+    edges: list[dict[str, Any]] = []
+    at = 0
+    for identifiers, source in groups:
+        first = ident_ids[at]
+        for other in ident_ids[at + 1 : at + len(identifiers)]:
+            edges.append(
+                {
+                    "left_id": first,
+                    "right_id": other,
+                    "source_kind": source.kind,
+                    "source_ref": source.ref,
+                    "created_at": now,
+                }
+            )
+        at += len(identifiers)
+    if edges:
+        session.execute(insert(IdentityEdge), edges)
+    return person_ids
+
+
+def _touch(session: Session, persons: Sequence[int | None]) -> None:
+    """Set ``last_seen`` of the surviving persons these messages resolved to."""
+    ids = sorted({p for p in persons if p is not None})
+    now = utcnow()
+    for start in range(0, len(ids), _CHUNK):
+        chunk = ids[start : start + _CHUNK]
+        survivors = select(func.coalesce(Person.merged_into, Person.id)).where(Person.id.in_(chunk))
+        session.execute(update(Person).where(Person.id.in_(survivors)).values(last_seen=now))
+
+
 # -- Readers and committed units of work for the HTTP API ---------------------------------
 
 #: Merge-log pages continue after the last entry's id (newest first).
@@ -635,3 +899,52 @@ def merge_log_page(
     return Page[MergeLogRead](
         items=[MergeLogRead.model_validate(row) for row in rows], next_cursor=next_cursor
     )
+
+
+def merged_person_ids(session: Session, person_id: int) -> list[int]:
+    """The persons merged into this survivor (their events and traits are its own)."""
+    return sorted(
+        int(p) for p in session.scalars(select(Person.id).where(Person.merged_into == person_id))
+    )
+
+
+_PERSON_ID = re.compile(r"[0-9]{1,19}")
+
+
+def person_by_reference(
+    session: Session,
+    ref: str,
+    rules: IdentityRules = DEFAULT_RULES,
+    loc: tuple[str | int, ...] = ("path", "ref"),
+) -> PersonRead:
+    """The person a reference names, as users write it: a person id (``1234``) or any
+    identifier as ``type:value`` (normalised, so ``email:TARO@EXAMPLE.JP`` finds
+    ``taro@example.jp``); a merged person is answered with its survivor. A malformed
+    reference raises ``ValidationFailed`` at ``loc``, an unknown one ``NotFound``."""
+    if _PERSON_ID.fullmatch(ref):
+        person_id = int(ref)
+        if not 1 <= person_id <= MAX_RECORD_ID:
+            raise ValidationFailed(
+                f"{ref} is not a person id.", [FieldError(loc, "id out of range")]
+            )
+        return read_person(session, person_id)
+    type_, value = split_identifier(ref, loc)
+    return find_person(session, type_, value, rules, loc)
+
+
+def split_identifier(ref: str, loc: tuple[str | int, ...]) -> tuple[str, str]:
+    """``type:value`` split at the first colon; ``ValidationFailed`` at ``loc`` when there is
+    none (or the text could not be stored, so cannot be held by anyone)."""
+    try:
+        storable_text(ref)
+    except ValueError as exc:
+        raise ValidationFailed(
+            f"Malformed identifier: {exc}.", [FieldError(loc, str(exc))]
+        ) from None
+    type_, colon, value = ref.partition(":")
+    if not colon or not type_:
+        raise ValidationFailed(
+            f"'{ref}' is not an identifier: write it as type:value, e.g. email:taro@example.jp.",
+            [FieldError(loc, "expected type:value")],
+        )
+    return type_, value
