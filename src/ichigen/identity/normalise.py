@@ -16,6 +16,16 @@ BUILTIN_TYPES = frozenset({"anonymous_id", "user_id", "email", "phone", "crm_con
 #: What an external identifier type may be called (a loyalty-card number, a hashed device id).
 EXTERNAL_TYPE_NAME = re.compile(r"[a-z][a-z0-9_]{0,39}")
 
+#: The built-in types' priorities (external types get ``EXTERNAL_PRIORITY``).
+DEFAULT_PRIORITY = {
+    "user_id": 100,
+    "crm_contact": 90,
+    "email": 80,
+    "phone": 70,
+    "anonymous_id": 10,
+}
+EXTERNAL_PRIORITY = 60
+
 #: Values that stand for "no value" in the data people send; they never link anything.
 DEFAULT_BLOCKED_VALUES = frozenset({"", "null", "undefined", "anonymous", "0", "-1", "none", "n/a"})
 
@@ -40,6 +50,15 @@ class IdentityRules:
     default_max_per_type: int = 5
     blocked_patterns: tuple[str, ...] = ()
     phone_region: str = "JP"
+    #: Which links win a conflict (higher first): when not every person a message names can
+    #: join, those it names by a higher-priority identifier are joined first, and new
+    #: identifiers of higher priority take the places the caps leave.
+    priority: Mapping[str, int] = field(default_factory=lambda: dict(DEFAULT_PRIORITY))
+    #: Persons merged into one profile at most; a merge past it is refused and logged.
+    max_merges: int = 50
+    #: A profile reaching this many identifiers is logged as an alarm (a shared device or a
+    #: test account often looks like this), once, when it crosses the line.
+    alarm_identifiers: int = 15
 
     def __post_init__(self) -> None:
         for name in self.external_types:
@@ -48,6 +67,8 @@ class IdentityRules:
         for type_, cap in self.max_per_type.items():
             if cap < 1:
                 raise ValueError(f"the maximum count of {type_} must be at least 1")
+        if self.max_merges < 1 or self.alarm_identifiers < 2:
+            raise ValueError("max_merges must be at least 1 and alarm_identifiers at least 2")
         object.__setattr__(
             self,
             "_blocked",
@@ -57,6 +78,10 @@ class IdentityRules:
     @property
     def types(self) -> frozenset[str]:
         return BUILTIN_TYPES | self.external_types
+
+    def priority_of(self, type_: str) -> int:
+        """How strongly an identifier of this type holds a person together."""
+        return self.priority.get(type_, EXTERNAL_PRIORITY)
 
     def max_count(self, type_: str) -> int:
         """How many identifiers of this type one person may hold."""

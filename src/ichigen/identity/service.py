@@ -11,10 +11,11 @@ Invariants the functions keep:
 
 from __future__ import annotations
 
+import logging
 import re
 from collections import defaultdict, deque
-from collections.abc import Sequence
-from datetime import datetime
+from collections.abc import Callable, Sequence
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import and_, func, insert, or_, select, update
@@ -47,6 +48,8 @@ from ichigen.identity.schemas import (
     storable_text,
 )
 
+logger = logging.getLogger(__name__)
+
 
 class _Holdings:
     """The identifier values per type that one person (or a group being merged) holds."""
@@ -67,6 +70,9 @@ class _Holdings:
             if len(self.values.get(type_, set()) | values) > cap:
                 return f"max count: a profile holds at most {cap} {type_} identifier(s)"
         return None
+
+    def size(self) -> int:
+        return sum(len(values) for values in self.values.values())
 
     def absorb(self, other: _Holdings) -> None:
         for type_, values in other.values.items():
@@ -93,6 +99,34 @@ def _lookup(
         )
     )
     return {Identifier(t, v): (ident_id, person_id) for t, v, ident_id, person_id in rows}
+
+
+def _merge_counts(session: Session, person_ids: Sequence[int]) -> dict[int, int]:
+    """How many persons each of these survivors has absorbed."""
+    rows = session.execute(
+        select(Person.merged_into, func.count())
+        .where(Person.merged_into.in_(person_ids))
+        .group_by(Person.merged_into)
+    )
+    return {int(p): int(n) for p, n in rows if p is not None}
+
+
+def _separated(session: Session, person_ids: Sequence[int]) -> set[frozenset[int]]:
+    """The pairs of these persons that an unmerge split apart (a removed edge joins them)."""
+    left, right = aliased(IdentityIdentifier), aliased(IdentityIdentifier)
+    rows = session.execute(
+        select(left.person_id, right.person_id)
+        .select_from(IdentityEdge)
+        .join(left, left.id == IdentityEdge.left_id)
+        .join(right, right.id == IdentityEdge.right_id)
+        .where(
+            IdentityEdge.removed_at.is_not(None),
+            left.person_id.in_(person_ids),
+            right.person_id.in_(person_ids),
+            left.person_id != right.person_id,
+        )
+    )
+    return {frozenset((int(a), int(b))) for a, b in rows}
 
 
 def _new_person(session: Session, now: datetime) -> int:
@@ -147,7 +181,13 @@ def resolve(
             select(Person.id, Person.created_at, Person.first_seen).where(Person.id.in_(involved))
         )
     }
-    order = sorted(involved, key=lambda p: (persons[p].created_at, p))
+    # The persons named by stronger identifiers are considered first, the oldest first
+    # among equals; the oldest person accepted survives.
+    strength = {
+        p: max(rules.priority_of(i.type) for i in wanted if i in known and known[i][1] == p)
+        for p in involved
+    }
+    order = sorted(involved, key=lambda p: (-strength[p], persons[p].created_at, p))
     holdings: dict[int, _Holdings] = {p: _Holdings() for p in order}
     if order:
         for type_, value, person_id in session.execute(
@@ -156,23 +196,35 @@ def resolve(
             ).where(IdentityIdentifier.person_id.in_(order))
         ):
             holdings[person_id].add(Identifier(type_, value))
+    merges: dict[int, int] = {}
+    separated: set[frozenset[int]] = set()
+    if len(order) > 1:
+        merges = _merge_counts(session, order)
+        if source.kind != "manual":  # a person's own decision overrides an earlier unmerge
+            separated = _separated(session, order)
 
-    # Which persons merge into the oldest, and which the rules keep apart.
+    # Which persons merge, and which the rules keep apart.
     group = _Holdings()
     accepted: list[int] = []
     refused: dict[int, str] = {}
+    merged_count = 0
     for person_id in order:
         reason = group.refusal(holdings[person_id], rules) if accepted else None
+        if reason is None and accepted:
+            if any(frozenset((person_id, a)) in separated for a in accepted):
+                reason = "kept apart: an unmerge separated these profiles"
+            elif merged_count + merges.get(person_id, 0) + 1 > rules.max_merges:
+                reason = f"max merges: a profile absorbs at most {rules.max_merges} others"
         if reason is None:
+            merged_count += merges.get(person_id, 0) + (1 if accepted else 0)
             group.absorb(holdings[person_id])
             accepted.append(person_id)
         else:
             refused[person_id] = reason
     new_ok: list[Identifier] = []
     new_refused: list[tuple[Identifier, str]] = []
-    for identifier in wanted:
-        if identifier in known:
-            continue
+    fresh = [i for i in wanted if i not in known]
+    for identifier in sorted(fresh, key=lambda i: -rules.priority_of(i.type)):
         single = _Holdings()
         single.add(identifier)
         reason = group.refusal(single, rules)
@@ -181,8 +233,12 @@ def resolve(
             new_ok.append(identifier)
         else:
             new_refused.append((identifier, reason))
+    new_ok.sort(key=wanted.index)
+    before = max((holdings[p].size() for p in accepted), default=0)
+    alarm = before < rules.alarm_identifiers <= group.size()
 
     created = not accepted
+    accepted.sort(key=lambda p: (persons[p].created_at, p))
     survivor = accepted[0] if accepted else _new_person(session, now)
     merged = accepted[1:]
     if merged:
@@ -286,6 +342,22 @@ def resolve(
                 identifier=IdentifierRead(type=identifier.type, value=identifier.value),
                 reason=reason,
             )
+        )
+    if alarm:
+        log.append(
+            {
+                **base,
+                "action": "alarm",
+                "person_id": survivor,
+                "other_person_id": None,
+                "reason": f"suspicious growth: the profile now holds {group.size()} identifiers",
+                "details": {"identifiers": group.size(), "threshold": rules.alarm_identifiers},
+            }
+        )
+        logger.warning(
+            "identity: person %s now holds %s identifiers (a shared device?)",
+            survivor,
+            group.size(),
         )
     for rejection in rejected:
         log.append(
@@ -562,6 +634,8 @@ class KnownIdentifiers:
         self._persons: dict[tuple[str, str], int] = {}
         #: The id of the newest unmerge or rebuild entry of the merge log this memory saw.
         self.split_mark: int | None = None
+        #: When this process last set each person's last seen.
+        self._touched: dict[int, datetime] = {}
 
     def __len__(self) -> int:
         return len(self._persons)
@@ -578,6 +652,25 @@ class KnownIdentifiers:
     def forget(self) -> None:
         self._persons.clear()
 
+    def due_for_touch(self, person_ids: Sequence[int], now: datetime) -> list[int]:
+        """Those of these persons whose last seen this memory has not set within
+        ``TOUCH_EVERY``; they are taken as set now."""
+        if not self.capacity:
+            return list(person_ids)
+        touched = self._touched
+        if len(touched) + len(person_ids) > self.capacity:
+            touched.clear()
+        due = []
+        for person_id in person_ids:
+            last = touched.get(person_id)
+            if last is None or now - last >= TOUCH_EVERY:
+                touched[person_id] = now
+                due.append(person_id)
+        return due
+
+
+#: How stale a person's last seen may be while its events keep arriving.
+TOUCH_EVERY = timedelta(seconds=60)
 
 #: Merge-log actions after which remembered identifiers may name the wrong person.
 SPLIT_ACTIONS = ("unmerged", "split")
@@ -649,11 +742,13 @@ def _fits(identifiers: Sequence[Identifier], rules: IdentityRules) -> bool:
 
 def resolve_many(
     session: Session,
-    messages: Sequence[tuple[Sequence[tuple[str, str]], IdentitySource]],
+    messages: Sequence[Sequence[tuple[str, str]]],
+    source_of: Callable[[int], IdentitySource],
     rules: IdentityRules = DEFAULT_RULES,
     known: KnownIdentifiers | None = None,
 ) -> list[int | None]:
-    """The person of each message (raw identifier pairs and the link's source), in order.
+    """The person of each message (its raw identifier pairs), in order; ``source_of(i)``
+    is where message ``i``'s links come from (asked only for messages that link).
 
     The same rules as ``resolve`` message by message, in fewer statements: identifiers
     remembered in ``known`` need no query, the others are looked up together, messages of
@@ -668,7 +763,7 @@ def resolve_many(
         known.split_mark = mark
     persons: list[int | None] = [None] * len(messages)
     pending: list[int] = []
-    for index, (pairs, _) in enumerate(messages):
+    for index, pairs in enumerate(messages):
         person: int | None = None
         for pair in pairs:
             remembered = known.get(pair)
@@ -682,11 +777,11 @@ def resolve_many(
         else:
             persons[index] = person
     if not pending:
-        _touch(session, persons)
+        _touch(session, persons, known)
         return persons
 
     memo: dict[tuple[str, str], Identifier | None] = {}
-    wanted = {index: _lenient(messages[index][0], rules, memo) for index in pending}
+    wanted = {index: _lenient(messages[index], rules, memo) for index in pending}
     stored = _lookup_values(session, list({i for ids in wanted.values() for i in ids}))
     where: dict[Identifier, int] = {i: person for i, (_, person) in stored.items()}
     # New visitors' persons, created together: (identifiers, source) per new person.
@@ -713,7 +808,7 @@ def resolve_many(
         identifiers = wanted[index]
         if not identifiers:
             continue
-        source = messages[index][1]
+        source = source_of(index)
         owners = {where.get(i) for i in identifiers}
         groups = {fresh_of.get(i) for i in identifiers}
         one_group = next(iter(groups)) if len(groups) == 1 else None
@@ -744,8 +839,8 @@ def resolve_many(
             person = persons[index]
             if person is not None and all(where.get(i) == person for i in wanted[index]):
                 # Only pairs that link: a blocked value must never answer for a person.
-                known.remember([p for p in messages[index][0] if memo.get(p)], person)
-    _touch(session, persons)
+                known.remember([p for p in messages[index] if memo.get(p)], person)
+    _touch(session, persons, known)
     return persons
 
 
@@ -795,14 +890,25 @@ def _create_persons(
     return person_ids
 
 
-def _touch(session: Session, persons: Sequence[int | None]) -> None:
-    """Set ``last_seen`` of the surviving persons these messages resolved to."""
-    ids = sorted({p for p in persons if p is not None})
+def _touch(
+    session: Session, persons: Sequence[int | None], known: KnownIdentifiers | None = None
+) -> None:
+    """Set ``last_seen`` of the surviving persons these messages resolved to; persons that
+    ``known`` saw touched within ``TOUCH_EVERY`` are left for a later batch (last seen is
+    kept to that precision, not rewritten for every event)."""
     now = utcnow()
+    ids = sorted({p for p in persons if p is not None})
+    if known is not None:
+        ids = known.due_for_touch(ids, now)
     for start in range(0, len(ids), _CHUNK):
         chunk = ids[start : start + _CHUNK]
         survivors = select(func.coalesce(Person.merged_into, Person.id)).where(Person.id.in_(chunk))
-        session.execute(update(Person).where(Person.id.in_(survivors)).values(last_seen=now))
+        session.execute(
+            update(Person)
+            .where(Person.id.in_(survivors))
+            .values(last_seen=now)
+            .execution_options(synchronize_session=False)
+        )
 
 
 # -- Readers and committed units of work for the HTTP API ---------------------------------

@@ -88,19 +88,21 @@ def test_a_merged_person_merging_again_keeps_chains_flat(session: Session) -> No
 def test_two_user_ids_never_merge_and_the_refusal_is_logged(session: Session) -> None:
     one = service.resolve(session, [("anonymous_id", "shared"), ("user_id", "u-1")], event("m1"))
     two = service.resolve(session, [("user_id", "u-2"), ("email", "two@x.jp")], event("m2"))
-    # The shared device logs in as u-2: the two profiles must stay apart.
+    # The shared device logs in as u-2: the two profiles must stay apart, and the message
+    # is u-2's, since a user id outranks an anonymous id.
     clash = service.resolve(session, [("anonymous_id", "shared"), ("user_id", "u-2")], event("m3"))
-    assert clash.person_id == one.person_id
+    assert clash.person_id == two.person_id
     assert clash.merged_person_ids == []
     assert len(clash.rejected) == 1
     rejection = clash.rejected[0]
-    assert rejection.other_person_id == two.person_id
+    assert rejection.other_person_id == one.person_id
     assert "different user_id" in rejection.reason
     assert service.person_of(session, "user_id", "u-1") == one.person_id
     assert service.person_of(session, "user_id", "u-2") == two.person_id
-    entries = service.merge_log(session, two.person_id)
+    assert service.person_of(session, "anonymous_id", "shared") == one.person_id
+    entries = service.merge_log(session, one.person_id)
     assert [(e.action, e.person_id, e.source_ref) for e in entries] == [
-        ("rejected", one.person_id, "m3")
+        ("rejected", two.person_id, "m3")
     ]
     assert "different user_id" in entries[0].reason
     assert service.explain(session, ("user_id", "u-1"), ("user_id", "u-2")) is None

@@ -94,7 +94,10 @@ def test_batches_give_the_graph_of_one_by_one(
     at = 0
     while at < len(messages):
         batch = messages[at : at + rng.randint(1, 25)]
-        persons = service.resolve_many(session, batch, RULES, known)
+        sources = [source for _, source in batch]
+        persons = service.resolve_many(
+            session, [m for m, _ in batch], sources.__getitem__, RULES, known
+        )
         session.commit()
         expected: list[int | None] = []
         for pairs, source in batch:
@@ -125,7 +128,9 @@ def test_remembered_identifiers_need_no_query(db: Database) -> None:
         ([("anonymous_id", "a-1")], IdentitySource(kind="event", ref="3")),
     ]
     with db.sessionmaker() as session:
-        persons = service.resolve_many(session, first, RULES, known)
+        persons = service.resolve_many(
+            session, [m for m, _ in first], lambda i: first[i][1], RULES, known
+        )
         session.commit()
     assert persons[0] == persons[2] and persons[0] != persons[1]
     statements: list[str] = []
@@ -137,7 +142,9 @@ def test_remembered_identifiers_need_no_query(db: Database) -> None:
     event.listen(engine, "before_cursor_execute", count)
     try:
         with db.sessionmaker() as session:
-            again = service.resolve_many(session, first[:2], RULES, known)
+            again = service.resolve_many(
+                session, [m for m, _ in first[:2]], lambda i: first[i][1], RULES, known
+            )
             session.commit()
     finally:
         event.remove(engine, "before_cursor_execute", count)
@@ -149,10 +156,14 @@ def test_remembered_identifiers_need_no_query(db: Database) -> None:
 def test_an_unmerge_makes_remembered_identifiers_forgotten(session: Session) -> None:
     known = service.KnownIdentifiers()
     source = IdentitySource(kind="event", ref="x")
-    service.resolve_many(session, [([("anonymous_id", "a-1")], source)], RULES, known)
-    service.resolve_many(session, [([("anonymous_id", "a-2")], source)], RULES, known)
+
+    def same(_: int) -> IdentitySource:
+        return source
+
+    service.resolve_many(session, [[("anonymous_id", "a-1")]], same, RULES, known)
+    service.resolve_many(session, [[("anonymous_id", "a-2")]], same, RULES, known)
     (joined,) = service.resolve_many(
-        session, [([("anonymous_id", "a-1"), ("anonymous_id", "a-2")], source)], RULES, known
+        session, [[("anonymous_id", "a-1"), ("anonymous_id", "a-2")]], same, RULES, known
     )
     session.commit()
     assert joined is not None
@@ -161,5 +172,5 @@ def test_an_unmerge_makes_remembered_identifiers_forgotten(session: Session) -> 
     result = service.unmerge(session, joined, [edges[0].id], Actor.system("test"))
     session.commit()
     (split_off,) = result.new_person_ids
-    (after,) = service.resolve_many(session, [([("anonymous_id", "a-2")], source)], RULES, known)
+    (after,) = service.resolve_many(session, [[("anonymous_id", "a-2")]], same, RULES, known)
     assert after == split_off
