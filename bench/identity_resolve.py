@@ -8,7 +8,11 @@ through ``identity.service.resolve``, committed every 100 messages as the collec
 commit would, into a fresh store on SQLite (a file under ``bench/out/``) and PostgreSQL
 (database ``ichigen_bench_identity``, created afresh). Then persons are added in bulk up to
 ``--persons`` (default 1,000,000), and a thousand reads of a person by a random identifier
-(``person_of``; half among the resolved ones, half among the bulk ones), p50 / p95.
+(``person_of``; half among the resolved ones, half among the bulk ones), p50 / p95, and
+the same thousand unified profiles (``profiles.read_profile``: identifiers, traits, contact).
+The same messages also go through ``resolve_many`` in groups of 5,000 (the collector's path,
+with its memory of known identifiers) into a second fresh store, and the two rates are
+compared.
 
 Budgets (issue 5): incremental resolution keeping up with 50,000 events/s; a person read by
 any identifier p95 ≤ 20 ms with 1,000,000 profiles.
@@ -32,15 +36,18 @@ from sqlalchemy.orm import Session
 
 from bench.load_crm import OUT, POSTGRES_ADMIN_URL
 from ichigen.core import migrate
+from ichigen.core.audit import Actor
 from ichigen.core.db import create_db_engine
 from ichigen.core.models_registry import import_all_models
 from ichigen.identity import service
 from ichigen.identity.models import IdentityIdentifier, Person
 from ichigen.identity.schemas import IdentitySource
+from ichigen.profiles import service as profiles
 
 BUDGET_EVENTS_PER_SECOND = 50_000
 BUDGET_READ_P95_MS = 20.0
 COMMIT_EVERY = 100
+GROUP = 5_000
 DATABASE = "ichigen_bench_identity"
 
 
@@ -64,26 +71,52 @@ def messages(visitors: int, seed: int) -> list[list[tuple[str, str]]]:
     return found
 
 
-def _stores(engine_name: str) -> list[tuple[str, str]]:
+def _stores(engine_name: str, suffix: str = "") -> list[tuple[str, str]]:
     stores = []
     if engine_name in ("sqlite", "both"):
         OUT.mkdir(parents=True, exist_ok=True)
-        path = OUT / "identity-bench.db"
-        for suffix in ("", "-wal", "-shm"):
-            path.with_name(path.name + suffix).unlink(missing_ok=True)
+        path = OUT / f"identity-bench{suffix}.db"
+        for ending in ("", "-wal", "-shm"):
+            path.with_name(path.name + ending).unlink(missing_ok=True)
         stores.append(("sqlite", f"sqlite:///{path}"))
     if engine_name in ("postgresql", "both"):
         admin_url = make_url(POSTGRES_ADMIN_URL)
         if admin_url.host not in ("127.0.0.1", "localhost"):
             raise SystemExit("benchmarks only use a PostgreSQL on this machine (127.0.0.1)")
+        database = DATABASE + suffix.replace("-", "_")
         admin = create_db_engine(POSTGRES_ADMIN_URL).execution_options(isolation_level="AUTOCOMMIT")
         with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{DATABASE}" WITH (FORCE)'))
-            conn.execute(text(f'CREATE DATABASE "{DATABASE}"'))
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)'))
+            conn.execute(text(f'CREATE DATABASE "{database}"'))
         admin.dispose()
-        url = admin_url.set(database=DATABASE).render_as_string(hide_password=False)
+        url = admin_url.set(database=database).render_as_string(hide_password=False)
         stores.append(("postgresql", url))
     return stores
+
+
+def measure_batched(url: str, batch: list[list[tuple[str, str]]]) -> dict[str, Any]:
+    """The same messages through ``resolve_many`` in groups of ``GROUP`` (as the collector
+    hands them over), with the per-process memory of known identifiers."""
+    import_all_models()
+    engine = create_db_engine(url)
+    migrate.upgrade(engine)
+    source = IdentitySource(kind="event")
+    known = service.KnownIdentifiers()
+    started = time.perf_counter()
+    cpu = time.process_time()
+    with Session(engine) as session:
+        for start in range(0, len(batch), GROUP):
+            service.resolve_many(
+                session, batch[start : start + GROUP], lambda _: source, known=known
+            )
+            session.commit()
+    seconds = time.perf_counter() - started
+    cpu_seconds = time.process_time() - cpu
+    engine.dispose()
+    return {
+        "messages_per_second": round(len(batch) / seconds, 1),
+        "messages_per_cpu_second": round(len(batch) / cpu_seconds, 1),
+    }
 
 
 def _bulk_persons(engine: Any, count: int) -> None:
@@ -165,6 +198,8 @@ def measure(
     else:
         wanted += [rnd.choice(batch)[-1] for _ in range(500)]
     samples = []
+    profile_samples = []
+    reader = Actor.system("bench")
     with Session(engine) as session:
         for type_, value in wanted:
             begun = time.perf_counter()
@@ -172,11 +207,16 @@ def measure(
             samples.append((time.perf_counter() - begun) * 1000)
             if person is None:
                 raise SystemExit(f"{name}: {type_}:{value} was resolved but is not found")
+        for type_, value in wanted:
+            begun = time.perf_counter()
+            profiles.read_profile(session, f"{type_}:{value}", reader)
+            profile_samples.append((time.perf_counter() - begun) * 1000)
         persons = session.execute(
             text("SELECT count(*) FROM identity_persons WHERE merged_into IS NULL")
         ).scalar_one()
     engine.dispose()
     samples.sort()
+    profile_samples.sort()
     return {
         "engine": name,
         "messages": len(batch),
@@ -188,6 +228,8 @@ def measure(
         "persons": int(persons),
         "read_p50_ms": round(statistics.median(samples), 3),
         "read_p95_ms": round(samples[int(len(samples) * 0.95) - 1], 3),
+        "profile_p50_ms": round(statistics.median(profile_samples), 3),
+        "profile_p95_ms": round(profile_samples[int(len(profile_samples) * 0.95) - 1], 3),
     }
 
 
@@ -204,17 +246,23 @@ def main() -> None:
     )
     args = parser.parse_args()
     batch = messages(args.visitors, args.seed)
+    batched_stores = dict(_stores(args.engine, "-batched"))
     for name, url in _stores(args.engine):
         extra = max(0, args.persons - args.visitors)
         figures = measure(name, url, batch, args.seed, extra)
+        batched = measure_batched(batched_stores[name], batch)
+        ratio = batched["messages_per_cpu_second"] / figures["messages_per_cpu_second"]
         print(
-            f"{name}: {figures['messages']:,} messages in {figures['seconds']} s = "
+            f"{name}: {figures['messages']:,} messages one by one in {figures['seconds']} s = "
             f"{figures['messages_per_second']:,} messages/s "
-            f"({figures['messages_per_cpu_second']:,} per CPU second; budget "
+            f"({figures['messages_per_cpu_second']:,} per CPU second); in groups of {GROUP:,} "
+            f"(resolve_many): {batched['messages_per_second']:,} messages/s "
+            f"({batched['messages_per_cpu_second']:,} per CPU second, {ratio:.1f}x; budget "
             f"{BUDGET_EVENTS_PER_SECOND:,} events/s); {figures['merges']:,} merges, "
             f"{figures['rejected']:,} refused; {figures['persons']:,} persons; person by "
-            f"identifier p50 {figures['read_p50_ms']} ms, p95 {figures['read_p95_ms']} ms "
-            f"(budget p95 ≤ {BUDGET_READ_P95_MS} ms)"
+            f"identifier p50 {figures['read_p50_ms']} ms, p95 {figures['read_p95_ms']} ms; "
+            f"profile by identifier p50 {figures['profile_p50_ms']} ms, p95 "
+            f"{figures['profile_p95_ms']} ms (budget p95 ≤ {BUDGET_READ_P95_MS} ms)"
         )
 
 

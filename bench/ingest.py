@@ -4,6 +4,9 @@ Starts two ``ichigen serve`` processes on 127.0.0.1, each with a fresh data dir 
 store, DuckDB event store) and one source:
 
 * ``store``: the real thing; a 200 means the batch is committed to the event store;
+* ``store`` resolves every event's person (identity graph in the record store) before the
+  write, as a server does by default; ``--without-identity`` adds a ``plain`` server that
+  stores events with an empty person, to show what resolution costs;
 * ``discard``: the same parsing, validation and de-duplication, then the messages are dropped
   (``ICHIGEN_COLLECT_BENCHMARK_DISCARD``): the ceiling of the endpoint without the store.
 
@@ -54,7 +57,7 @@ def _free_port() -> int:
 class Server:
     """One ``ichigen serve`` with its own data dir and source."""
 
-    def __init__(self, name: str, discard: bool) -> None:
+    def __init__(self, name: str, discard: bool, identity: bool = True) -> None:
         self.name = name
         self.data_dir = Path(tempfile.mkdtemp(prefix=f"ichigen-ingest-{name}-"))
         settings = Settings(data_dir=self.data_dir, secret_key="bench-secret-key-0123456789")
@@ -72,6 +75,7 @@ class Server:
             ICHIGEN_DATA_DIR=str(self.data_dir),
             ICHIGEN_SECRET_KEY="bench-secret-key-0123456789",
             ICHIGEN_COLLECT_BENCHMARK_DISCARD="true" if discard else "false",
+            ICHIGEN_IDENTITY_ON_INGEST="true" if identity else "false",
         )
         self.log = (self.data_dir / "server.log").open("wb")
         self.process = subprocess.Popen(
@@ -98,10 +102,11 @@ class Server:
         self.process.wait(timeout=60)
         self.log.close()
 
-    def stored_events(self) -> int:
+    def stored_events(self) -> tuple[int, int]:
+        """Events stored, and how many of them carry a person id."""
         with duckdb.connect(str(self.data_dir / "events.duckdb"), read_only=True) as con:
-            found = con.execute("SELECT count(*) FROM events").fetchone()
-        return int(found[0]) if found else 0
+            found = con.execute("SELECT count(*), count(person_id) FROM events").fetchone()
+        return (int(found[0]), int(found[1])) if found else (0, 0)
 
 
 def load(server: Server, seconds: float, concurrency: int, run_id: int) -> dict[str, Any]:
@@ -136,22 +141,32 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=60.0)
     parser.add_argument("--baseline-seconds", type=float, default=20.0)
     parser.add_argument("--concurrency", type=int, default=8)
+    parser.add_argument(
+        "--without-identity",
+        action="store_true",
+        help="also load a server that stores events without resolving their persons",
+    )
     parser.add_argument("--json", type=Path, default=ROOT / "bench" / "out" / "ingest.json")
     args = parser.parse_args()
     store = Server("store", discard=False)
     discard = Server("discard", discard=True)
-    runs: dict[str, list[dict[str, Any]]] = {"discard": [], "store": []}
+    servers = [(discard, args.baseline_seconds), (store, args.seconds)]
+    plain = None
+    if args.without_identity:
+        plain = Server("plain", discard=False, identity=False)
+        servers.append((plain, args.seconds))
+    runs: dict[str, list[dict[str, Any]]] = {server.name: [] for server, _ in servers}
     try:
         for round_number in range(1, args.rounds + 1):
-            for server, seconds in ((discard, args.baseline_seconds), (store, args.seconds)):
+            for server, seconds in servers:
                 result = load(server, seconds, args.concurrency, round_number)
                 runs[server.name].append(result)
                 print(f"round {round_number} {server.name}: {json.dumps(result)}", flush=True)
     finally:
-        discard.stop()
-        store.stop()
+        for server, _ in servers:
+            server.stop()
     acknowledged = sum(r["events"] for r in runs["store"])
-    stored = store.stored_events()
+    stored, attributed = store.stored_events()
 
     def median(name: str, key: str) -> float:
         return float(statistics.median(r[key] for r in runs[name]))
@@ -164,12 +179,16 @@ def main() -> None:
         "discard_p99_ms": median("discard", "p99_ms"),
         "acknowledged": acknowledged,
         "stored": stored,
+        "stored_with_person": attributed,
         "seconds_per_round": args.seconds,
         "rounds": args.rounds,
     }
     summary["ratio_store_to_discard"] = round(
         summary["store_events_per_s"] / summary["discard_events_per_s"], 3
     )
+    if plain is not None:
+        summary["without_identity_events_per_s"] = median("plain", "events_per_s")
+        summary["without_identity_p99_ms"] = median("plain", "p99_ms")
     summary["within_budget"] = (
         summary["store_events_per_s"] >= BUDGET_EVENTS_PER_S
         and summary["store_p99_ms"] <= BUDGET_P99_MS

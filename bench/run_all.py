@@ -11,6 +11,7 @@
    by ``bench.load_sales``, and deal and activity import throughput;
 6. ``bench.dedupe_febrl``: duplicate-detection precision, recall and F1 on FEBRL3 and FEBRL4;
    ``bench.identity_resolve``: identity resolution per message, and a person read by identifier.
+   ``bench.identity_rebuild``: the identity graph rebuilt from 10M links over 3M profiles.
 
     python -m bench.run_all [--quick] [--skip-postgres] [--skip-crm | --skip-collect]
                             [--skip-sales] [--skip-identity]
@@ -152,6 +153,7 @@ def main() -> None:
     if not args.skip_identity:
         run_module("bench.dedupe_febrl")
         run_module("bench.identity_resolve")
+        run_module("bench.identity_rebuild", *(["--runs", "1"] if args.quick else []))
     if not args.skip_collect:
         collect_benchmarks(args.quick)
     if args.skip_crm:

@@ -21,6 +21,8 @@ from ichigen.crm.deals.forecast_cli import forecast, quotas, rates
 from ichigen.crm.deals.transfer_cli import export_deals, import_deals
 from ichigen.crm.tasks.cli import tasks
 from ichigen.demo.cli import demo
+from ichigen.identity.cli import identity
+from ichigen.identity.duplicates_cli import duplicates
 
 app = typer.Typer(help="ichigen: CRM and customer data platform in one.", no_args_is_help=True)
 db_app = typer.Typer(help="The record store's schema.", no_args_is_help=True)
@@ -30,6 +32,8 @@ app.add_typer(teams, name="teams")
 app.add_typer(tokens, name="tokens")
 app.add_typer(sources, name="sources")
 app.add_typer(events, name="events")
+app.add_typer(duplicates, name="duplicates")
+app.add_typer(identity, name="identity")
 for sub, sub_name in (
     (pipelines, "pipelines"),
     (deals, "deals"),

@@ -339,7 +339,8 @@ class _Pending:
     table: pa.Table | None
     keys: list[int]
     failed: Sequence[FailedRow]
-    ticket: _Ticket
+    #: the requests' writes this carries (one, or a group's after attribution)
+    tickets: list[_Ticket]
 
 
 @dataclass
@@ -380,8 +381,25 @@ class Collector:
         self._inflight: dict[int, _Ticket] = {}
         self._lock = threading.Lock()
         self._queue: queue.SimpleQueue[_Pending | None] = queue.SimpleQueue()
-        self._thread = threading.Thread(target=self._run, name="event-writer", daemon=True)
-        self._thread.start()
+        self._threads: list[threading.Thread] = []
+        writes = self._queue
+        if attribution is not None:
+            # Two stages: a group's persons are resolved while the group before it is being
+            # written (the event store writes in its own process, so the two overlap).
+            writes = queue.SimpleQueue()
+            self._threads.append(
+                threading.Thread(
+                    target=self._attribute_groups,
+                    args=(attribution, self._queue, writes),
+                    name="event-attribution",
+                    daemon=True,
+                )
+            )
+        self._threads.append(
+            threading.Thread(target=self._run, args=(writes,), name="event-writer", daemon=True)
+        )
+        for thread in self._threads:
+            thread.start()
         self._closed = False
 
     # -------------------------------------------------------------- writing
@@ -415,7 +433,7 @@ class Collector:
             # Outside the lock: the conversion is the costly part, and only this caller
             # holds these rows. Until the write is queued, repeats wait on its ticket.
             table = rows_to_arrow(fresh) if fresh else None
-            self._queue.put(_Pending(table, fresh_keys, failed, own))
+            self._queue.put(_Pending(table, fresh_keys, failed, [own]))
         duplicates = len(rows) - len(fresh)
         if duplicates:
             self.metrics.deduplicated.inc(duplicates)
@@ -441,53 +459,87 @@ class Collector:
                 raise StoreUnavailable(str(error)) from error
         return result
 
-    def _run(self) -> None:
-        while True:
-            first = self._queue.get()
-            if first is None:
-                return
-            group = [first]
-            size = len(first.keys)
-            stop = False
-            while size < self.MAX_GROUP:
-                try:
-                    more = self._queue.get_nowait()
-                except queue.Empty:
-                    break
-                if more is None:
-                    stop = True
-                    break
-                group.append(more)
-                size += len(more.keys)
-            tables = [pending.table for pending in group if pending.table is not None]
-            failed: list[FailedRow] = []
-            keys: list[int] = []
-            for pending in group:
-                failed.extend(pending.failed)
-                keys.extend(pending.keys)
-            table = pa.concat_tables(tables) if tables else None
-            if table is not None and self.attribution is not None:
-                table = self._attribute(self.attribution, table)
-            started = time.perf_counter()
-            error: BaseException | None = None
+    def _take_group(
+        self, source: queue.SimpleQueue[_Pending | None]
+    ) -> tuple[list[_Pending], bool]:
+        """The first waiting write and every other one waiting behind it, up to
+        ``MAX_GROUP`` messages; and whether the stop signal came after them."""
+        first = source.get()
+        if first is None:
+            return [], True
+        group = [first]
+        size = len(first.keys)
+        while size < self.MAX_GROUP:
             try:
-                self.store.append_table(table, failed)
-            except Exception as exc:  # every waiting request must hear about it
-                error = StoreUnavailable(f"the event store could not write: {exc}")
-            self.metrics.commit_seconds.observe(time.perf_counter() - started)
-            self.metrics.commit_size.observe(len(keys))
-            with self._lock:
-                if error is not None:
-                    # Not stored: a retry must be taken as new, not as a repeat.
-                    self.seen.release(keys)
-                for key in keys:
-                    self._inflight.pop(key, None)
-            if error is None:
-                self.metrics.accepted.inc(len(keys))
-            for pending in group:
-                pending.ticket.finish(error)
+                more = source.get_nowait()
+            except queue.Empty:
+                break
+            if more is None:
+                return group, True
+            group.append(more)
+            size += len(more.keys)
+        return group, False
+
+    def _attribute_groups(
+        self,
+        attribution: Attribution,
+        source: queue.SimpleQueue[_Pending | None],
+        writes: queue.SimpleQueue[_Pending | None],
+    ) -> None:
+        while True:
+            group, stop = self._take_group(source)
+            if group:
+                tables = [pending.table for pending in group if pending.table is not None]
+                table = pa.concat_tables(tables) if tables else None
+                if table is not None:
+                    table = self._attribute(attribution, table)
+                writes.put(
+                    _Pending(
+                        table,
+                        [key for pending in group for key in pending.keys],
+                        [row for pending in group for row in pending.failed],
+                        [ticket for pending in group for ticket in pending.tickets],
+                    )
+                )
+            if stop:
+                writes.put(None)
+                return
+
+    def _run(self, source: queue.SimpleQueue[_Pending | None]) -> None:
+        while True:
+            group, stop = self._take_group(source)
+            if group:
+                self._write_group(group)
             if stop:
                 return
+
+    def _write_group(self, group: list[_Pending]) -> None:
+        tables = [pending.table for pending in group if pending.table is not None]
+        failed: list[FailedRow] = []
+        keys: list[int] = []
+        for pending in group:
+            failed.extend(pending.failed)
+            keys.extend(pending.keys)
+        table = pa.concat_tables(tables) if tables else None
+        started = time.perf_counter()
+        error: BaseException | None = None
+        try:
+            self.store.append_table(table, failed)
+        except Exception as exc:  # every waiting request must hear about it
+            error = StoreUnavailable(f"the event store could not write: {exc}")
+        self.metrics.commit_seconds.observe(time.perf_counter() - started)
+        self.metrics.commit_size.observe(len(keys))
+        with self._lock:
+            if error is not None:
+                # Not stored: a retry must be taken as new, not as a repeat.
+                self.seen.release(keys)
+            for key in keys:
+                self._inflight.pop(key, None)
+        if error is None:
+            self.metrics.accepted.inc(len(keys))
+        for pending in group:
+            for ticket in pending.tickets:
+                ticket.finish(error)
 
     def _attribute(self, attribution: Attribution, table: pa.Table) -> pa.Table:
         """The group with its persons resolved; on a failure, as it was: the events are
@@ -516,7 +568,8 @@ class Collector:
             return
         self._closed = True
         self._queue.put(None)
-        self._thread.join(timeout=30)
+        for thread in self._threads:
+            thread.join(timeout=30)
         self.store.close()
 
 

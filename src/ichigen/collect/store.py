@@ -182,6 +182,10 @@ class EventStore(Protocol):
 
     def mark_replayed(self, failed_id: int, message_id: str, at: datetime) -> None: ...
 
+    def reassign_person(
+        self, user_ids: Sequence[str], anonymous_ids: Sequence[str], person_id: str
+    ) -> int: ...
+
     def export_parquet(
         self, directory: Path, since: datetime | None, until: datetime | None
     ) -> int: ...
@@ -295,6 +299,26 @@ class DuckDBEventStore:
                 "replayed_message_id = ? WHERE id = ?",
                 [to_micros(at), message_id, failed_id],
             )
+
+    def reassign_person(
+        self, user_ids: Sequence[str], anonymous_ids: Sequence[str], person_id: str
+    ) -> int:
+        """Set the person of the events carrying these identifiers (after an unmerge moved
+        them to another person): one indexed update per identifier. Returns how many."""
+        changed = 0
+        with self._write_lock:
+            for key, column, values in (
+                ("user_key", "user_id", user_ids),
+                ("anonymous_key", "anonymous_id", anonymous_ids),
+            ):
+                for value in values:
+                    found = self._con.execute(
+                        f"UPDATE events SET person_id = ? WHERE {key} = hash(?::VARCHAR) "
+                        f"AND {column} = ? AND person_id IS DISTINCT FROM ?",
+                        [person_id, value, value, person_id],
+                    ).fetchone()
+                    changed += int(found[0]) if found else 0
+        return changed
 
     # ------------------------------------------------------------------ reads
 

@@ -212,6 +212,11 @@ class ProcessEventStore:
     ) -> int:
         return int(self._call("export_parquet", directory, since, until))
 
+    def reassign_person(
+        self, user_ids: Sequence[str], anonymous_ids: Sequence[str], person_id: str
+    ) -> int:
+        return int(self._call("reassign_person", list(user_ids), list(anonymous_ids), person_id))
+
     def close(self) -> None:
         """Let the child finish what it holds, close the file and exit."""
         for conn, lock in ((self._writes, self._write_lock), (self._reads, self._read_lock)):

@@ -15,6 +15,7 @@ MODEL_MODULES = (
     "ichigen.crm.tasks.models",
     "ichigen.collect.models",
     "ichigen.identity.models",
+    "ichigen.profiles.models",
 )
 
 

@@ -80,6 +80,17 @@ class Settings(BaseSettings):
         le=10_000,
         description="Recent messages kept per source for the debugger.",
     )
+    identity_on_ingest: bool = Field(
+        default=True,
+        description="Resolve each tracked event's person as it is stored (identity graph and "
+        "profile traits); false stores events with an empty person id.",
+    )
+    identity_contact_link_seconds: float = Field(
+        default=5,
+        gt=0,
+        description="How often the server links new and edited CRM contacts' e-mail "
+        "addresses and phone numbers into the identity graph.",
+    )
     base_currency: str = Field(
         default="JPY",
         pattern="^[A-Z]{3}$",

@@ -19,9 +19,11 @@ from rich.table import Table
 from ichigen.cli.context import console, database, err_console
 from ichigen.collect import service as collect_service
 from ichigen.collect.schemas import SourceCreate
+from ichigen.collect.store import EventStoreBusy
 from ichigen.core.audit import Actor
 from ichigen.core.errors import IchigenError
 from ichigen.demo.service import DEFAULT_SEED, DemoSummary, load_demo
+from ichigen.demo.web import load_web_behaviour
 
 
 class Size(StrEnum):
@@ -39,6 +41,7 @@ _STAGES = {
     "sales": "Deals, activities",
     "quotas": "Quotas",
     "indexes": "Indexes, statistics",
+    "web": "Web behaviour",
 }
 
 
@@ -74,17 +77,28 @@ def demo(
         try:
             summary = load_demo(db, size=size.value, seed=seed, progress=progress)
             write_key = None
+            web_events = 0
             if not summary.already_loaded:
                 with db.sessionmaker() as session:
-                    write_key = collect_service.create_source(
+                    source = collect_service.create_source(
                         session,
                         SourceCreate(name="Demo web shop", kind="website"),
                         Actor.system("demo"),
-                    ).write_key
+                    )
+                write_key = source.write_key
+                try:
+                    web_events = load_web_behaviour(db, source.id, size.value, seed, progress)
+                except EventStoreBusy as exc:
+                    err_console.print(f"[yellow]no demo web behaviour:[/yellow] {exc}")
         except IchigenError as exc:
             err_console.print(f"[red]error:[/red] {exc.detail}")
             raise SystemExit(2) from None
     _print_summary(summary)
+    if web_events:
+        console.print(
+            f"web behaviour: {web_events:,} tracked events of the demo shop's visitors, "
+            "resolved to profiles (Profiles in the UI, or a contact's web activity)."
+        )
     if write_key:
         console.print(
             "Event source [bold]Demo web shop[/bold] (shown once; Sources in the UI makes "

@@ -3,9 +3,10 @@ undo a wrong merge and read the merge log."""
 
 from __future__ import annotations
 
+import logging
 from typing import Annotated
 
-from fastapi import APIRouter, Path, Query, Response
+from fastapi import APIRouter, Path, Query, Request, Response
 
 from ichigen.auth.permissions import require
 from ichigen.core.errors import NotFound
@@ -24,6 +25,7 @@ from ichigen.identity.schemas import (
 from ichigen.web.deps import ApiActor, DbSession, json_body
 
 router = APIRouter(prefix="/identity", tags=["identity"])
+logger = logging.getLogger(__name__)
 
 IdentifierQuery = Annotated[
     str,
@@ -89,13 +91,24 @@ def explain_link(
 
 @router.post("/persons/{person_id}/unmerge", response_model=UnmergeResult)
 def unmerge_person(
-    person_id: RecordId, data: UnmergeRequest, session: DbSession, actor: ApiActor
+    person_id: RecordId,
+    data: UnmergeRequest,
+    request: Request,
+    session: DbSession,
+    actor: ApiActor,
 ) -> UnmergeResult:
     """Split a wrongly merged person by removing edges (ids from `explain`); the part with
     the oldest identifier keeps the id, each other part becomes a new person. 404: unknown
     person; 409: merged into another, or never merged; 422: edges not its active edges."""
     require(actor, "identity", "write")
-    return service.unmerge_and_commit(session, person_id, data.edge_ids, actor)
+    result = service.unmerge_and_commit(session, person_id, data.edge_ids, actor)
+    collect = getattr(request.app.state, "collect", None)
+    if collect is not None and result.new_person_ids:
+        try:
+            service.reattribute_events(collect.collector.store, session, result.new_person_ids)
+        except Exception:  # reads follow identifiers anyway; the stored ids are for analysis
+            logger.exception("re-attributing events after unmerging person %s failed", person_id)
+    return result
 
 
 @router.get("/merge-log", response_model=Page[MergeLogRead])

@@ -33,6 +33,7 @@ from splink.backends.duckdb import DuckDBAPI
 from splink.blocking_rule_library import CustomRule
 from splink.internals.blocking_rule_creator import BlockingRuleCreator
 from splink.internals.comparison_creator import ComparisonCreator
+from splink.internals.exceptions import EMTrainingException
 
 from ichigen.core.normalise import normalise_phone
 from ichigen.core.text import company_key, fold
@@ -375,13 +376,22 @@ def _settings(
     )
 
 
-def _train(linker: Linker, present: Sequence[str], settings: MatchSettings) -> None:
+def _train(linker: Linker, present: Sequence[str], settings: MatchSettings, pairs: int) -> None:
     """Unsupervised training: prior from exact rules, u by sampling, m by EM."""
     deterministic = [block_on(*fields) for fields in _blocks(_DETERMINISTIC_BLOCKS, present)]
     if deterministic:
-        linker.training.estimate_probability_two_random_records_match(
-            list(deterministic), recall=settings.deterministic_recall
-        )
+        try:
+            linker.training.estimate_probability_two_random_records_match(
+                list(deterministic), recall=settings.deterministic_recall
+            )
+        except ValueError as error:
+            # A tiny base: the exact rules find more pairs than the assumed recall allows.
+            logger.warning("prior from exact-match rules skipped: %s", error)
+    # When no pair agrees exactly on anything (a small or very clean base) the prior is 0,
+    # which Splink cannot score with: assume one match among all the pairs instead.
+    prior = linker._settings_obj._probability_two_random_records_match
+    if not 0 < prior < 1:
+        linker._settings_obj._probability_two_random_records_match = 1 / max(pairs, 2)
     linker.training.estimate_u_using_random_sampling(
         max_pairs=settings.u_max_pairs, seed=settings.seed
     )
@@ -403,7 +413,9 @@ def _expectation_maximisation(linker: Linker, fields: tuple[str, ...]) -> None:
         linker.training.estimate_parameters_using_expectation_maximisation(
             block_on(*fields), estimate_without_term_frequencies=True
         )
-    except ValueError as error:
+    except (ValueError, EMTrainingException) as error:
+        # EMTrainingException: the block admits no pair at all, as blocking on email does on
+        # a CRM's contacts, whose addresses are unique.
         linker._settings_obj.core_model_settings = before
         logger.warning("EM blocked on %s skipped: %s", ", ".join(fields), error)
 
@@ -443,7 +455,9 @@ def _run(
         ]
         creator = _settings(link_type, present)
         linker = Linker(frames[0] if len(frames) == 1 else frames, creator, log_level=None)
-        _train(linker, present, settings)
+        sizes = [table.num_rows for table in arrow_tables]
+        pairs = sizes[0] * (sizes[0] - 1) // 2 if len(sizes) == 1 else sizes[0] * sizes[1]
+        _train(linker, present, settings, pairs)
         predictions = linker.inference.predict(
             threshold_match_probability=settings.threshold, warning_mode="never"
         )

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ForeignKey, Index, String, UniqueConstraint
+from sqlalchemy import Float, ForeignKey, Index, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from ichigen.core.db import Base, IdType, JsonType, UTCDateTime
@@ -60,7 +60,10 @@ class MergeLogEntry(Base):
     """A merge done, a merge or link rejected (with the rule that refused it), or an unmerge."""
 
     __tablename__ = "identity_merge_log"
-    __table_args__ = (Index("ix_identity_merge_log_person_id_id", "person_id", "id"),)
+    __table_args__ = (
+        Index("ix_identity_merge_log_person_id_id", "person_id", "id"),
+        Index("ix_identity_merge_log_action_id", "action", "id"),
+    )
 
     id: Mapped[int] = mapped_column(IdType, primary_key=True)
     occurred_at: Mapped[datetime] = mapped_column(UTCDateTime())
@@ -75,3 +78,63 @@ class MergeLogEntry(Base):
     source_kind: Mapped[str] = mapped_column(String(20))
     source_ref: Mapped[str | None] = mapped_column(String(200))
     details: Mapped[dict[str, Any]] = mapped_column(JsonType, default=dict)
+
+
+class ContactMerge(Base):
+    """One merge of two contacts: both as they were and the records moved, so it can be undone.
+
+    No foreign keys to ``contacts``: the merged contact is deleted by the merge and comes back,
+    with its id, when the merge is undone.
+    """
+
+    __tablename__ = "contact_merges"
+    __table_args__ = (
+        Index("ix_contact_merges_survivor_id_id", "survivor_id", "id"),
+        Index("ix_contact_merges_merged_id_id", "merged_id", "id"),
+    )
+
+    id: Mapped[int] = mapped_column(IdType, primary_key=True)
+    survivor_id: Mapped[int] = mapped_column(IdType)
+    merged_id: Mapped[int] = mapped_column(IdType)
+    #: merged, or undone.
+    status: Mapped[str] = mapped_column(String(10))
+    #: The review-queue pair this merge decided, if any.
+    pair_id: Mapped[int | None] = mapped_column(IdType)
+    merged_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    merged_by: Mapped[str] = mapped_column(String(320))
+    undone_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    undone_by: Mapped[str | None] = mapped_column(String(320))
+    #: The two contacts before and after (``ContactMergeOutcome``).
+    contacts: Mapped[dict[str, Any]] = mapped_column(JsonType, default=dict)
+    #: What was moved from the merged contact to the survivor, by kind, as ids.
+    moved: Mapped[dict[str, Any]] = mapped_column(JsonType, default=dict)
+
+
+class DuplicatePair(Base):
+    """Two contacts the duplicate scan found alike: pending review, merged, or not duplicates.
+
+    ``left_contact_id`` is the smaller id; a pair is stored once, so a re-scan updates its
+    score and a pair marked not a duplicate is never queued again.
+    """
+
+    __tablename__ = "contact_duplicate_pairs"
+    __table_args__ = (
+        UniqueConstraint("left_contact_id", "right_contact_id"),
+        Index("ix_contact_duplicate_pairs_status_probability", "status", "match_probability"),
+        Index("ix_contact_duplicate_pairs_right_contact_id", "right_contact_id"),
+    )
+
+    id: Mapped[int] = mapped_column(IdType, primary_key=True)
+    left_contact_id: Mapped[int] = mapped_column(IdType)
+    right_contact_id: Mapped[int] = mapped_column(IdType)
+    #: pending, merged or not_duplicate.
+    status: Mapped[str] = mapped_column(String(20))
+    match_probability: Mapped[float] = mapped_column(Float)
+    match_weight: Mapped[float] = mapped_column(Float)
+    #: Match weight per compared field (see ``DuplicateCandidate.contributions``).
+    contributions: Mapped[dict[str, Any]] = mapped_column(JsonType, default=dict)
+    found_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    scanned_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    decided_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    decided_by: Mapped[str | None] = mapped_column(String(320))
+    merge_id: Mapped[int | None] = mapped_column(IdType)

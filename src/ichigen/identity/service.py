@@ -21,6 +21,7 @@ from typing import Any
 from sqlalchemy import and_, func, insert, or_, select, update
 from sqlalchemy.orm import Session, aliased
 
+from ichigen.collect.store import EventStore
 from ichigen.core.audit import Actor, record_change
 from ichigen.core.clock import utcnow
 from ichigen.core.db import session_settings
@@ -1054,3 +1055,18 @@ def split_identifier(ref: str, loc: tuple[str | int, ...]) -> tuple[str, str]:
             [FieldError(loc, "expected type:value")],
         )
     return type_, value
+
+
+def reattribute_events(store: EventStore, session: Session, person_ids: Sequence[int]) -> int:
+    """Write each of these persons' id on the stored events of its user and anonymous ids
+    (after an unmerge moved identifiers to new persons). Reads find a person's events by
+    its identifiers either way; this keeps the stored person id right for analysis."""
+    changed = 0
+    for person_id in person_ids:
+        held = identifiers_of(session, person_id)
+        changed += store.reassign_person(
+            [i.value for i in held if i.type == "user_id"],
+            [i.value for i in held if i.type == "anonymous_id"],
+            str(person_id),
+        )
+    return changed

@@ -22,6 +22,8 @@ from ichigen.crm.deals.forecast_api import router as forecast_router
 from ichigen.crm.deals.transfer_api import router as deal_transfers_router
 from ichigen.crm.tasks.api import router as tasks_router
 from ichigen.identity.api import router as identity_router
+from ichigen.identity.duplicates_api import router as duplicates_router
+from ichigen.profiles.api import router as profiles_router
 from ichigen.web.deps import ApiActor, DbSession, IfMatch, etag
 from ichigen.web.problems import PROBLEM_RESPONSES
 
@@ -115,7 +117,9 @@ def api_router() -> APIRouter:
         fields_router,
         audit_router,
         collect_router,
+        duplicates_router,
         identity_router,
+        profiles_router,
     ):
         router.include_router(sub)
     return router

@@ -24,6 +24,8 @@ from ichigen.collect.store_process import open_event_store
 from ichigen.core.db import Database
 from ichigen.core.settings import Settings, get_settings
 from ichigen.crm.tasks.reminders import reminder_loop
+from ichigen.profiles import service as profiles
+from ichigen.profiles.ingest import EventAttribution
 from ichigen.web import problems
 from ichigen.web.api import api_router
 from ichigen.web.middleware import BodyLimitMiddleware, Metrics, MetricsMiddleware
@@ -45,6 +47,7 @@ def open_collector(settings: Settings, db: Database, metrics: CollectMetrics) ->
         metrics=metrics,
         debugger_size=settings.collect_debugger_size,
         discard=settings.collect_benchmark_discard,
+        attribution=EventAttribution(db.sessionmaker) if settings.identity_on_ingest else None,
     )
     return CollectState(
         collector=collector,
@@ -64,6 +67,25 @@ async def _retention_loop(collector: Collector, db: Database, every: float = 360
         except Exception:  # a failed sweep is retried next hour; ingestion goes on
             log.exception("event retention sweep failed")
         await asyncio.sleep(every)
+
+
+async def _contact_link_loop(db: Database, every: float) -> None:
+    """Link new and edited CRM contacts into the identity graph, a batch at a time."""
+    while True:
+        try:
+            linked = await to_thread.run_sync(_link_contacts_once, db)
+        except Exception:  # retried on the next pass; the CRM goes on
+            log.exception("linking CRM contacts into the identity graph failed")
+            linked = 0
+        if not linked:
+            await asyncio.sleep(every)
+
+
+def _link_contacts_once(db: Database) -> int:
+    with db.sessionmaker() as session:
+        linked = profiles.link_changed_contacts(session)
+        session.commit()
+    return linked
 
 
 def create_app(settings: Settings | None = None, database: Database | None = None) -> FastAPI:
@@ -86,9 +108,15 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
         reminding = (
             asyncio.create_task(reminder_loop(db, settings)) if settings.reminders_enabled else None
         )
+        linking = asyncio.create_task(
+            _contact_link_loop(db, settings.identity_contact_link_seconds)
+        )
         try:
             yield
         finally:
+            linking.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await linking
             if upkeep is not None:
                 upkeep.cancel()
             if reminding is not None:

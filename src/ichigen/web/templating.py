@@ -73,6 +73,8 @@ TEMPLATE_PACKAGES: list[str] = [
     "crm/activities",
     "crm/tasks",
     "collect",
+    "identity",
+    "profiles",
 ]
 
 CSRF_COOKIE = "ichigen_csrf"
@@ -116,6 +118,7 @@ NAVIGATION: list[NavItem] = [
     NavItem("my-day", N_("My day"), "/my-day", "tasks"),
     NavItem("tasks", N_("Tasks"), "/tasks", "tasks"),
     NavItem("dashboard", N_("Dashboard"), "/dashboard", "deals", ("/quotas", "/exchange-rates")),
+    NavItem("profiles", N_("Profiles"), "/profiles", "identity"),
     NavItem("sources", N_("Sources"), "/sources", "sources", ("/failed-events",)),
     NavItem("settings", N_("Settings"), "/settings", None),
 ]

@@ -15,6 +15,8 @@ from ichigen.crm.deals.forecast_views import router as forecast_pages
 from ichigen.crm.deals.transfer_views import router as deal_transfer_pages
 from ichigen.crm.deals.views import router as deal_pages
 from ichigen.crm.tasks.views import router as task_pages
+from ichigen.identity.duplicates_views import router as duplicate_pages
+from ichigen.profiles.views import router as profile_pages
 from ichigen.web.settings_views import router as settings_pages
 from ichigen.web.templating import AnyVisitor, csrf_guard, ui_router_for
 
@@ -22,6 +24,7 @@ from ichigen.web.templating import AnyVisitor, csrf_guard, ui_router_for
 FEATURE_PAGES: list[APIRouter] = [
     auth_pages,
     contact_pages,
+    duplicate_pages,
     company_pages,
     # Before the feature pages, whose /deals/{id} and /activities/{id} would take "import".
     deal_transfer_pages,
@@ -32,6 +35,7 @@ FEATURE_PAGES: list[APIRouter] = [
     activity_entries,
     task_pages,
     source_pages,
+    profile_pages,
     settings_pages,
 ]
 

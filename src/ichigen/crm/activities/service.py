@@ -17,7 +17,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import delete, func, insert, select
+from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from ichigen.auth import service as auth_service
@@ -1123,3 +1123,97 @@ def log_activities(
     else:
         session.flush()
     return ids
+
+
+def reassign_contact(session: Session, from_id: int, to_id: int) -> tuple[list[int], list[int]]:
+    """Move contact ``from_id``'s timeline to contact ``to_id`` (merging contacts).
+
+    Returns the ids of the activity links moved, and the ids of the activities whose link to
+    ``from_id`` was dropped because they are linked to ``to_id`` already. Owners' activity
+    counts do not change (the activities do not). The caller commits;
+    :func:`undo_reassign_contact` puts them back.
+    """
+    rows = session.execute(
+        select(ActivityLink.id, ActivityLink.activity_id).where(
+            ActivityLink.record_type == "contact", ActivityLink.record_id == from_id
+        )
+    ).all()
+    if not rows:
+        return [], []
+    already = set(
+        session.scalars(
+            select(ActivityLink.activity_id).where(
+                ActivityLink.record_type == "contact",
+                ActivityLink.record_id == to_id,
+                ActivityLink.activity_id.in_({r.activity_id for r in rows}),
+            )
+        )
+    )
+    moved = sorted(r.id for r in rows if r.activity_id not in already)
+    dropped = sorted(r.activity_id for r in rows if r.activity_id in already)
+    if dropped:
+        session.execute(
+            delete(ActivityLink).where(
+                ActivityLink.record_type == "contact",
+                ActivityLink.record_id == from_id,
+                ActivityLink.activity_id.in_(dropped),
+            )
+        )
+    if moved:
+        session.execute(
+            update(ActivityLink).where(ActivityLink.id.in_(moved)).values(record_id=to_id)
+        )
+    return moved, dropped
+
+
+def undo_reassign_contact(
+    session: Session,
+    moved: Sequence[int],
+    dropped: Sequence[int],
+    survivor_id: int,
+    merged_id: int,
+) -> list[int]:
+    """Undo :func:`reassign_contact` from ``merged_id`` to ``survivor_id``: moved links still
+    on the survivor go back, dropped links are added again for activities that still exist.
+    Returns the ids of the links moved back."""
+    back = list(
+        session.scalars(
+            select(ActivityLink.id).where(
+                ActivityLink.id.in_(list(moved)),
+                ActivityLink.record_type == "contact",
+                ActivityLink.record_id == survivor_id,
+            )
+        )
+    )
+    if back:
+        session.execute(
+            update(ActivityLink).where(ActivityLink.id.in_(back)).values(record_id=merged_id)
+        )
+    if dropped:
+        has = set(
+            session.scalars(
+                select(ActivityLink.activity_id).where(
+                    ActivityLink.record_type == "contact",
+                    ActivityLink.record_id == merged_id,
+                    ActivityLink.activity_id.in_(list(dropped)),
+                )
+            )
+        )
+        rows = [
+            {
+                "activity_id": activity_id,
+                "record_type": "contact",
+                "record_id": merged_id,
+                "kind": kind,
+                "occurred_at": occurred_at,
+            }
+            for activity_id, kind, occurred_at in session.execute(
+                select(Activity.id, Activity.kind, Activity.occurred_at).where(
+                    Activity.id.in_(list(dropped))
+                )
+            )
+            if activity_id not in has
+        ]
+        if rows:
+            session.execute(insert(ActivityLink), rows)
+    return sorted(back)

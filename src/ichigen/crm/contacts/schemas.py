@@ -189,3 +189,51 @@ class BulkContacts(BaseModel):
     mode: Literal["create", "update", "upsert"] = "upsert"
     dry_run: bool = False
     records: Annotated[list[dict[str, Any]], Field(min_length=1, max_length=1000)]
+
+
+class ContactState(BaseModel):
+    """A contact whole, as stored: what a merge keeps so that undoing it can put it back.
+
+    ``fields`` holds the plain columns a caller sets (``service.COLUMNS``) and ``custom``.
+    """
+
+    id: int
+    fields: dict[str, Any]
+    emails: list[EmailOut]
+    phones: list[PhoneOut]
+    version: int
+    created_at: datetime
+    updated_at: datetime
+
+
+class ContactMergeOutcome(BaseModel):
+    """What merging one contact into another did to the two contacts."""
+
+    #: The survivor before and after the merge, and the merged contact as it was.
+    survivor_before: ContactState
+    survivor_after: ContactState
+    merged: ContactState
+    #: ``{field: [survivor's value before, after]}`` for each field the merge changed.
+    changes: dict[str, list[Any]]
+
+
+class ContactMatch(BaseModel):
+    """An existing contact that looks like the one being entered, and why."""
+
+    id: int
+    full_name: str
+    primary_email: str | None
+    primary_phone: str | None
+    #: email, phone or name: what the two share.
+    reasons: list[str]
+
+
+class ContactIdentifiers(BaseModel):
+    """A contact's e-mail addresses and phone numbers, and when it last changed (what the
+    identity graph links to the contact's person)."""
+
+    id: int
+    version: int
+    updated_at: datetime
+    emails: list[str]
+    phones: list[str]

@@ -8,18 +8,31 @@ queries, and writes rows, child rows, search terms and audit entries in one tran
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, Literal
 
 from pydantic import BaseModel, ValidationError
-from sqlalchemy import Row, Select, Table, bindparam, delete, insert, select
+from sqlalchemy import (
+    Row,
+    Select,
+    Table,
+    and_,
+    bindparam,
+    delete,
+    func,
+    insert,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.orm import Session
 
 from ichigen.auth import service as auth_service
 from ichigen.auth.permissions import OWNERSHIP_BOUND, Role, require
 from ichigen.auth.schemas import UserRead
-from ichigen.core.audit import Actor, AuditEntry, audit_row, diff
+from ichigen.core.audit import Actor, AuditEntry, audit_row, diff, jsonable
 from ichigen.core.bulk import insert_plain_rows, insert_returning_ids
 from ichigen.core.clock import utcnow
 from ichigen.core.custom_fields import (
@@ -57,7 +70,11 @@ from ichigen.crm.contacts.queries import list_fields, quick_search
 from ichigen.crm.contacts.schemas import (
     ContactCreate,
     ContactFields,
+    ContactIdentifiers,
+    ContactMatch,
+    ContactMergeOutcome,
     ContactRead,
+    ContactState,
     ContactUpdate,
     EmailOut,
     PhoneOut,
@@ -969,6 +986,488 @@ def contact_custom_fields(session: Session) -> list[CustomFieldRead]:
     return list(fields_by_key(session, ENTITY).values())
 
 
+# ----------------------------------------------------------------------------- merging
+
+#: Consent flags: by default a merged contact keeps an opt-out that either side had.
+_CONSENT_FLAGS = ("do_not_email", "do_not_call", "do_not_sms")
+#: Fields whose surviving value a merge lets the user choose (tags are always united).
+MERGE_CHOICE_FIELDS = tuple(name for name in COLUMNS if name != "tags")
+_MERGE_SIDES = frozenset({"survivor", "merged"})
+
+
+def contact_state(session: Session, contact_id: int) -> ContactState | None:
+    """The contact whole, as stored (for merging and undoing a merge), or None."""
+    row = session.execute(_CONTACT_BY_ID, {"contact_id": contact_id}).first()
+    if row is None:
+        return None
+    stored = row._mapping
+    emails, phones = _children(session, {contact_id})
+    fields = {name: jsonable(stored[name]) for name in COLUMNS}
+    fields["tags"] = list(stored["tags"] or [])
+    fields["custom"] = jsonable(dict(stored["custom"] or {}))
+    return ContactState(
+        id=contact_id,
+        fields=fields,
+        emails=emails.get(contact_id, []),
+        phones=phones.get(contact_id, []),
+        version=stored["version"],
+        created_at=stored["created_at"],
+        updated_at=stored["updated_at"],
+    )
+
+
+def _claim_version(session: Session, state: ContactState, wanted: int | None) -> int:
+    """Bump the contact's version if it is still ``wanted`` (or as read): a concurrent merge
+    or edit of the same contact makes the second writer fail instead of mixing the two."""
+    if wanted is not None and wanted != state.version:
+        raise PreconditionFailed(
+            f"Contact {state.id} was changed by someone else (now version {state.version}); "
+            "reload it and try again."
+        )
+    result = session.execute(
+        update(_CONTACTS)
+        .where(_CONTACTS.c.id == state.id, _CONTACTS.c.version == state.version)
+        .values(version=state.version + 1)
+    )
+    if getattr(result, "rowcount", 1) != 1:
+        raise Conflict(f"Contact {state.id} is being changed or merged by someone else right now.")
+    return state.version + 1
+
+
+def claim_contacts_for_merge(
+    session: Session,
+    survivor_id: int,
+    merged_id: int,
+    actor: Actor,
+    *,
+    survivor_version: int | None = None,
+    merged_version: int | None = None,
+) -> tuple[ContactState, ContactState]:
+    """Check that ``merged_id`` may be merged into ``survivor_id`` and claim both contacts.
+
+    Both must exist and be writable by ``actor``; a given version must be the current one
+    (412). Both versions are bumped at once, so of two concurrent merges or edits of the same
+    contacts only the first succeeds (409). Returns both contacts as they were.
+    """
+    require(actor, ENTITY, "write")
+    if survivor_id == merged_id:
+        raise ValidationFailed(
+            "A contact cannot be merged with itself.",
+            [FieldError(("merged_id",), "is the survivor itself")],
+        )
+    survivor = contact_state(session, survivor_id)
+    merged = contact_state(session, merged_id)
+    for state, contact_id in ((survivor, survivor_id), (merged, merged_id)):
+        if state is None:
+            raise NotFound(f"Contact {contact_id} does not exist.")
+    assert survivor is not None and merged is not None
+    owner_ids = {s.fields["owner_id"] for s in (survivor, merged) if s.fields["owner_id"]}
+    owners = auth_service.users_by_id(session, owner_ids)
+    for state in (survivor, merged):
+        _check_owner(actor, state.fields["owner_id"], owners)
+    _claim_version(session, survivor, survivor_version)
+    _claim_version(session, merged, merged_version)
+    return survivor, merged
+
+
+def _empty(value: Any) -> bool:
+    return value is None or value == "" or value == [] or value == {}
+
+
+def _check_choices(
+    choices: Mapping[str, str], survivor: ContactState, merged: ContactState
+) -> None:
+    custom_keys = set(survivor.fields["custom"]) | set(merged.fields["custom"])
+    allowed = set(MERGE_CHOICE_FIELDS) | {f"custom.{key}" for key in custom_keys}
+    errors = [
+        FieldError(("choices", name), "not a field the two contacts can differ in")
+        for name in choices
+        if name not in allowed
+    ]
+    errors += [
+        FieldError(("choices", name), "must be 'survivor' or 'merged'")
+        for name, side in choices.items()
+        if name in allowed and side not in _MERGE_SIDES
+    ]
+    if errors:
+        raise ValidationFailed("Some field choices are not valid.", errors)
+
+
+def _pick(name: str, mine: Any, theirs: Any, choices: Mapping[str, str]) -> Any:
+    side = choices.get(name)
+    if side == "merged":
+        return theirs
+    if side == "survivor":
+        return mine
+    return theirs if _empty(mine) else mine
+
+
+def merged_contact_fields(
+    survivor: ContactState, merged: ContactState, choices: Mapping[str, str]
+) -> tuple[dict[str, Any], list[EmailOut], list[PhoneOut]]:
+    """The survivor's fields, emails and phones after taking in ``merged``.
+
+    Per field the survivor's value wins unless it is empty or ``choices`` names ``merged``
+    (custom fields as ``custom.<key>``); tags are united; an opt-out either side had is kept
+    unless chosen otherwise; emails and phone numbers are united, the survivor's first.
+    """
+    _check_choices(choices, survivor, merged)
+    mine, theirs = survivor.fields, merged.fields
+    fields: dict[str, Any] = {}
+    for name in COLUMNS:
+        if name == "tags":
+            tags = list(mine["tags"]) + [t for t in theirs["tags"] if t not in mine["tags"]]
+            fields[name] = tags
+        elif name in _CONSENT_FLAGS and name not in choices:
+            fields[name] = bool(mine[name] or theirs[name])
+        else:
+            fields[name] = _pick(name, mine.get(name), theirs.get(name), choices)
+    custom: dict[str, Any] = {}
+    for key in list(mine["custom"]) + [k for k in theirs["custom"] if k not in mine["custom"]]:
+        value = _pick(f"custom.{key}", mine["custom"].get(key), theirs["custom"].get(key), choices)
+        if not _empty(value):
+            custom[key] = value
+    fields["custom"] = custom
+    emails = [e.model_copy() for e in survivor.emails]
+    known = {e.email for e in emails}
+    emails += [
+        EmailOut(email=e.email, label=e.label, primary=not emails and k == 0)
+        for k, e in enumerate(merged.emails)
+        if e.email not in known
+    ]
+    phones = [p.model_copy() for p in survivor.phones]
+    numbers = {p.number for p in phones}
+    phones += [
+        PhoneOut(number=p.number, label=p.label, primary=not phones and k == 0)
+        for k, p in enumerate(merged.phones)
+        if p.number not in numbers
+    ]
+    return fields, _one_primary(emails), _one_primary(phones)
+
+
+def _one_primary(items: list[Any]) -> list[Any]:
+    if items and not any(i.primary for i in items):
+        items[0].primary = True
+    return items
+
+
+def _state_snapshot(state: ContactState) -> dict[str, Any]:
+    snap = dict(state.fields)
+    snap["emails"] = [e.email for e in state.emails]
+    snap["phones"] = [p.number for p in state.phones]
+    return snap
+
+
+def _store_state(session: Session, state: ContactState, *, new_row: bool) -> None:
+    """Write the contact row, its emails, phones and search terms exactly as ``state``."""
+    after = _state_snapshot(state)
+    values = _row_values(after)
+    values.update(version=state.version, updated_at=state.updated_at)
+    if new_row:
+        values.update(id=state.id, created_at=state.created_at)
+        session.execute(insert(_CONTACTS).values(**values))
+    else:
+        session.execute(update(_CONTACTS).where(_CONTACTS.c.id == state.id).values(**values))
+        for table in (_EMAILS, _PHONES, _table(ContactSearchTerm)):
+            session.execute(delete(table).where(table.c.contact_id == state.id))
+    insert_plain_rows(
+        session,
+        _EMAILS,
+        _CHILD_COLUMNS["email"],
+        [(state.id, e.email, e.label, e.primary, k) for k, e in enumerate(state.emails)],
+    )
+    insert_plain_rows(
+        session,
+        _PHONES,
+        _CHILD_COLUMNS["number"],
+        [(state.id, p.number, p.label, p.primary, k) for k, p in enumerate(state.phones)],
+    )
+    insert_plain_rows(
+        session,
+        _table(ContactSearchTerm),
+        ("contact_id", "term"),
+        [(state.id, t) for t in search_terms(after, state.emails, state.phones)],
+    )
+
+
+def merge_contact_into(
+    session: Session,
+    survivor: ContactState,
+    merged: ContactState,
+    choices: Mapping[str, str],
+    actor: Actor,
+) -> ContactMergeOutcome:
+    """Fold ``merged`` into ``survivor`` (both claimed by :func:`claim_contacts_for_merge`):
+    the survivor takes the chosen field values, all emails and phones; the merged contact is
+    deleted. Audited on both contacts; the caller commits. Records that point to the merged
+    contact must have been moved before (deleting it cascades to what still points at it)."""
+    fields, emails, phones = merged_contact_fields(survivor, merged, choices)
+    now = utcnow()
+    after = ContactState(
+        id=survivor.id,
+        fields=fields,
+        emails=emails,
+        phones=phones,
+        version=survivor.version + 1,
+        created_at=survivor.created_at,
+        updated_at=now,
+    )
+    changes = diff(_state_snapshot(survivor), _state_snapshot(after))
+    for table in (_EMAILS, _PHONES, _table(ContactSearchTerm)):
+        session.execute(delete(table).where(table.c.contact_id == merged.id))
+    session.execute(delete(_CONTACTS).where(_CONTACTS.c.id == merged.id))
+    _store_state(session, after, new_row=False)
+    gone = diff(_state_snapshot(merged), {})
+    gone["merged_into"] = [None, survivor.id]
+    session.execute(
+        insert(AuditEntry),
+        [
+            audit_row(actor, ENTITY, merged.id, "merge", gone),
+            audit_row(
+                actor, ENTITY, survivor.id, "merge", {**changes, "merged_from": [None, merged.id]}
+            ),
+        ],
+    )
+    return ContactMergeOutcome(
+        survivor_before=survivor, survivor_after=after, merged=merged, changes=changes
+    )
+
+
+def _reverted(before: list[Any], after: list[Any], current: list[Any], key: str) -> list[Any]:
+    """``current`` without the items the merge added (kept if someone added them since)."""
+    had = {getattr(i, key) for i in before}
+    added = {getattr(i, key) for i in after} - had
+    kept = [i.model_copy() for i in current if getattr(i, key) not in added]
+    if [getattr(i, key) for i in kept] == [getattr(i, key) for i in before]:
+        return [i.model_copy() for i in before]
+    for item in kept:
+        item.primary = False
+    return _one_primary(kept)
+
+
+def undo_contact_merge(session: Session, outcome: ContactMergeOutcome, actor: Actor) -> None:
+    """Undo :func:`merge_contact_into`: re-create the merged contact with its id, fields,
+    emails and phones, and give the survivor back what the merge changed (a field someone
+    changed since keeps its new value). The caller moves the other records back and commits.
+    """
+    require(actor, ENTITY, "write")
+    merged = outcome.merged
+    if session.execute(_CONTACT_BY_ID, {"contact_id": merged.id}).first() is not None:
+        raise Conflict(f"Contact {merged.id} exists again; the merge cannot be undone.")
+    current = contact_state(session, outcome.survivor_before.id)
+    if current is None:
+        raise Conflict(
+            f"Contact {outcome.survivor_before.id}, which the merge kept, has been deleted; "
+            "the merge cannot be undone."
+        )
+    owners = auth_service.users_by_id(
+        session, {current.fields["owner_id"]} if current.fields["owner_id"] else set()
+    )
+    _check_owner(actor, current.fields["owner_id"], owners)
+    _claim_version(session, current, None)
+    before, after = outcome.survivor_before.fields, outcome.survivor_after.fields
+    fields = dict(current.fields)
+    for name in COLUMNS:
+        if jsonable(current.fields.get(name)) == jsonable(after.get(name)):
+            fields[name] = before.get(name)
+    custom = dict(current.fields["custom"])
+    for key in set(before["custom"]) | set(after["custom"]):
+        if jsonable(custom.get(key)) == jsonable(after["custom"].get(key)):
+            if key in before["custom"]:
+                custom[key] = before["custom"][key]
+            else:
+                custom.pop(key, None)
+    fields["custom"] = custom
+    restored = ContactState(
+        id=current.id,
+        fields=fields,
+        emails=_reverted(
+            outcome.survivor_before.emails, outcome.survivor_after.emails, current.emails, "email"
+        ),
+        phones=_reverted(
+            outcome.survivor_before.phones, outcome.survivor_after.phones, current.phones, "number"
+        ),
+        version=current.version + 1,
+        created_at=current.created_at,
+        updated_at=utcnow(),
+    )
+    _store_state(session, restored, new_row=False)
+    session.flush()
+    taken = contact_ids_by_email(session, [e.email for e in merged.emails])
+    if taken:
+        email, holder = next(iter(taken.items()))
+        raise Conflict(f"{email} now belongs to contact {holder}; the merge cannot be undone.")
+    external_id = merged.fields.get("external_id")
+    if external_id and session.scalar(select(Contact.id).where(Contact.external_id == external_id)):
+        raise Conflict(
+            f"External id {external_id} is now taken by another contact; the merge cannot be "
+            "undone."
+        )
+    back = merged.model_copy(update={"version": merged.version + 1, "updated_at": utcnow()})
+    _store_state(session, back, new_row=True)
+    session.execute(
+        insert(AuditEntry),
+        [
+            audit_row(
+                actor,
+                ENTITY,
+                current.id,
+                "unmerge",
+                {
+                    **diff(_state_snapshot(current), _state_snapshot(restored)),
+                    "merged_from": [merged.id, None],
+                },
+            ),
+            audit_row(
+                actor,
+                ENTITY,
+                merged.id,
+                "unmerge",
+                {**diff({}, _state_snapshot(back)), "merged_into": [current.id, None]},
+            ),
+        ],
+    )
+
+
+# ----------------------------------------------------------------------------- duplicates
+
+
+def likely_duplicates(
+    session: Session,
+    actor: Actor,
+    *,
+    emails: Iterable[str] = (),
+    phones: Iterable[str] = (),
+    first_name: str | None = None,
+    last_name: str | None = None,
+    first_name_reading: str | None = None,
+    last_name_reading: str | None = None,
+    exclude_id: int | None = None,
+    limit: int = 10,
+) -> list[ContactMatch]:
+    """Existing contacts that share a (normalised) email or phone number with the one being
+    entered, or its name or reading (width, case, kana and spacing aside), best first.
+
+    Only indexed look-ups, so it can run as the user types. Malformed input matches nothing.
+    """
+    require(actor, ENTITY, "read")
+    region = session_settings(session).default_phone_region
+    reasons: dict[int, list[str]] = {}
+
+    def found(ids: Iterable[int], reason: str) -> None:
+        for contact_id in ids:
+            if contact_id != exclude_id and reason not in reasons.setdefault(contact_id, []):
+                reasons[contact_id].append(reason)
+
+    wanted_emails = set()
+    for raw in emails:
+        try:
+            wanted_emails.add(normalise_email(raw))
+        except ValueError:
+            continue
+    found(contact_ids_by_email(session, wanted_emails).values(), "email")
+    numbers = set()
+    for raw in phones:
+        try:
+            numbers.add(normalise_phone(raw, region))
+        except ValueError:
+            continue
+    if numbers:
+        found(
+            session.scalars(
+                select(ContactPhone.contact_id).where(ContactPhone.number.in_(numbers)).limit(50)
+            ),
+            "phone",
+        )
+    first, last = (first_name or "").strip(), (last_name or "").strip()
+    terms = {fold_compact(last + first), fold_compact(first + last)} if first and last else set()
+    reading = fold_compact((last_name_reading or "") + (first_name_reading or ""))
+    if (first_name_reading or "").strip() and (last_name_reading or "").strip():
+        terms.add(reading)
+    terms.discard("")
+    if terms:
+        found(
+            session.scalars(
+                select(ContactSearchTerm.contact_id)
+                .where(ContactSearchTerm.term.in_({t[:320] for t in terms}))
+                .limit(50)
+            ),
+            "name",
+        )
+    if not reasons:
+        return []
+    names = session.execute(
+        select(Contact.id, Contact.full_name, Contact.primary_email, Contact.primary_phone).where(
+            Contact.id.in_(reasons)
+        )
+    ).all()
+    matches = [
+        ContactMatch(
+            id=row.id,
+            full_name=row.full_name,
+            primary_email=row.primary_email,
+            primary_phone=row.primary_phone,
+            reasons=reasons[row.id],
+        )
+        for row in names
+    ]
+    matches.sort(key=lambda m: (-len(m.reasons), "name" in m.reasons, m.id))
+    return matches[:limit]
+
+
+def contact_count(session: Session) -> int:
+    """How many contacts there are."""
+    return int(session.scalar(select(func.count()).select_from(_CONTACTS)) or 0)
+
+
+def contact_match_records(
+    session: Session, *, after_id: int = 0, limit: int = 50_000
+) -> list[dict[str, Any]]:
+    """A page of contacts (id order, after ``after_id``) as records for duplicate detection:
+    ``id``, ``first_name``, ``last_name``, ``name_kana``, ``email``, ``phone``, ``company``,
+    ``street``, ``city``, ``postcode``, ``region`` (None where the contact has none)."""
+    rows = session.execute(
+        select(
+            Contact.id,
+            Contact.first_name,
+            Contact.last_name,
+            Contact.first_name_reading,
+            Contact.last_name_reading,
+            Contact.primary_email,
+            Contact.primary_phone,
+            Contact.company_id,
+            Contact.street,
+            Contact.city,
+            Contact.postal_code,
+            Contact.region,
+        )
+        .where(Contact.id > after_id)
+        .order_by(Contact.id)
+        .limit(limit)
+    ).all()
+    refs = companies.company_refs(session, {r.company_id for r in rows if r.company_id})
+    records = []
+    for r in rows:
+        reading = " ".join(x for x in (r.last_name_reading, r.first_name_reading) if x)
+        company = refs.get(r.company_id) if r.company_id else None
+        records.append(
+            {
+                "id": r.id,
+                "first_name": r.first_name,
+                "last_name": r.last_name,
+                "name_kana": reading or None,
+                "email": r.primary_email,
+                "phone": r.primary_phone,
+                "company": company.name if company else None,
+                "street": r.street,
+                "city": r.city,
+                "postcode": r.postal_code,
+                "region": r.region,
+            }
+        )
+    return records
+
+
 __all__ = [
     "IchigenError",
     "bulk_upsert_contacts",
@@ -980,3 +1479,45 @@ __all__ = [
     "update_contact",
     "write_contacts",
 ]
+
+
+def contacts_changed_since(
+    session: Session, after: tuple[datetime, int] | None, limit: int = 1000
+) -> list[ContactIdentifiers]:
+    """Contacts changed after ``(updated_at, id)``, oldest change first, with their e-mail
+    addresses and phone numbers (for the identity graph, which links them)."""
+    stmt = select(Contact.id, Contact.version, Contact.updated_at)
+    if after is not None:
+        stmt = stmt.where(
+            or_(
+                Contact.updated_at > after[0],
+                and_(Contact.updated_at == after[0], Contact.id > after[1]),
+            )
+        )
+    rows = session.execute(stmt.order_by(Contact.updated_at, Contact.id).limit(limit)).all()
+    ids = [row.id for row in rows]
+    emails: dict[int, list[str]] = {i: [] for i in ids}
+    phones: dict[int, list[str]] = {i: [] for i in ids}
+    if ids:
+        for contact_id, email in session.execute(
+            select(ContactEmail.contact_id, ContactEmail.email)
+            .where(ContactEmail.contact_id.in_(ids))
+            .order_by(ContactEmail.contact_id, ContactEmail.position)
+        ):
+            emails[contact_id].append(email)
+        for contact_id, number in session.execute(
+            select(ContactPhone.contact_id, ContactPhone.number)
+            .where(ContactPhone.contact_id.in_(ids))
+            .order_by(ContactPhone.contact_id, ContactPhone.position)
+        ):
+            phones[contact_id].append(number)
+    return [
+        ContactIdentifiers(
+            id=row.id,
+            version=row.version,
+            updated_at=row.updated_at,
+            emails=emails[row.id],
+            phones=phones[row.id],
+        )
+        for row in rows
+    ]

@@ -1887,3 +1887,85 @@ def kanban(
             )
         )
     return Board(pipeline=pipeline, owner_id=owner_id, columns=columns)
+
+
+def reassign_contact(
+    session: Session, from_id: int, to_id: int
+) -> tuple[list[int], list[tuple[int, str | None]]]:
+    """Give contact ``from_id``'s parts in deals to contact ``to_id`` (merging contacts).
+
+    Returns the ids of the ``deal_contacts`` rows moved, and the ``(deal_id, role)`` of the
+    rows dropped because ``to_id`` already takes part in that deal (it keeps its own role).
+    The caller commits; :func:`undo_reassign_contact` puts them back.
+    """
+    rows = session.execute(
+        select(DealContact.id, DealContact.deal_id, DealContact.role).where(
+            DealContact.contact_id == from_id
+        )
+    ).all()
+    if not rows:
+        return [], []
+    already = set(
+        session.scalars(
+            select(DealContact.deal_id).where(
+                DealContact.contact_id == to_id,
+                DealContact.deal_id.in_({r.deal_id for r in rows}),
+            )
+        )
+    )
+    moved = sorted(r.id for r in rows if r.deal_id not in already)
+    dropped = sorted((r.deal_id, r.role) for r in rows if r.deal_id in already)
+    if dropped:
+        session.execute(
+            delete(DealContact).where(
+                DealContact.contact_id == from_id,
+                DealContact.deal_id.in_([deal_id for deal_id, _ in dropped]),
+            )
+        )
+    if moved:
+        session.execute(
+            update(DealContact).where(DealContact.id.in_(moved)).values(contact_id=to_id)
+        )
+    return moved, dropped
+
+
+def undo_reassign_contact(
+    session: Session,
+    moved: Sequence[int],
+    dropped: Sequence[tuple[int, str | None]],
+    survivor_id: int,
+    merged_id: int,
+) -> list[int]:
+    """Undo :func:`reassign_contact` from ``merged_id`` to ``survivor_id``: the moved rows
+    that still belong to the survivor go back, and the dropped parts are added again (for
+    deals that still exist and do not have the merged contact yet). Returns the moved-back ids.
+    """
+    back = list(
+        session.scalars(
+            select(DealContact.id).where(
+                DealContact.id.in_(list(moved)), DealContact.contact_id == survivor_id
+            )
+        )
+    )
+    if back:
+        session.execute(
+            update(DealContact).where(DealContact.id.in_(back)).values(contact_id=merged_id)
+        )
+    wanted = {deal_id: role for deal_id, role in dropped}
+    if wanted:
+        live = set(session.scalars(select(Deal.id).where(Deal.id.in_(wanted))))
+        has = set(
+            session.scalars(
+                select(DealContact.deal_id).where(
+                    DealContact.contact_id == merged_id, DealContact.deal_id.in_(wanted)
+                )
+            )
+        )
+        rows = [
+            {"deal_id": deal_id, "contact_id": merged_id, "role": role}
+            for deal_id, role in wanted.items()
+            if deal_id in live and deal_id not in has
+        ]
+        if rows:
+            session.execute(insert(DealContact), rows)
+    return sorted(back)

@@ -10,7 +10,7 @@ timeline.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from datetime import UTC, date, datetime, time, timedelta, tzinfo
 from typing import Any
 
@@ -907,3 +907,35 @@ def mark_all_read(session: Session, actor: Actor) -> int:
     )
     session.commit()
     return int(result.rowcount)  # type: ignore[attr-defined]
+
+
+def reassign_contact(session: Session, from_id: int, to_id: int) -> list[int]:
+    """Make the tasks about contact ``from_id`` about contact ``to_id`` (merging contacts);
+    returns their ids. The caller commits; :func:`undo_reassign_contact` puts them back."""
+    ids = sorted(
+        session.scalars(
+            select(Task.id).where(Task.record_type == "contact", Task.record_id == from_id)
+        )
+    )
+    if ids:
+        session.execute(update(Task).where(Task.id.in_(ids)).values(record_id=to_id))
+    return ids
+
+
+def undo_reassign_contact(
+    session: Session, moved: Sequence[int], survivor_id: int, merged_id: int
+) -> list[int]:
+    """Undo :func:`reassign_contact`: the moved tasks still about the survivor go back to the
+    merged contact. Returns their ids."""
+    back = sorted(
+        session.scalars(
+            select(Task.id).where(
+                Task.id.in_(list(moved)),
+                Task.record_type == "contact",
+                Task.record_id == survivor_id,
+            )
+        )
+    )
+    if back:
+        session.execute(update(Task).where(Task.id.in_(back)).values(record_id=merged_id))
+    return back

@@ -1,0 +1,921 @@
+"""Rebuild the identity graph from the edge log, in batch.
+
+``resolve`` and ``unmerge`` keep the graph incrementally; this recomputes it from scratch
+from the identifiers and the active edges (``removed_at IS NULL``), the way a batch job
+would after a bug, a bulk import written past the service, or a restore: the identifiers
+of each survivor must be exactly one connected component of the active edges.
+
+The work is columnar. Identifier and edge ids are read into numpy arrays through the DBAPI
+connection, by key ranges aggregated into one value each (a ``group_concat`` on SQLite, a
+``bytea`` of ``int8send`` values on PostgreSQL); the components come from
+``scipy.sparse.csgraph.connected_components``; only what changes is written, through
+temporary tables and set-based ``UPDATE`` / ``INSERT … SELECT`` statements, in the caller's
+transaction. The outcome depends only on the stored graph, so two rebuilds give the same
+result and a rebuild of a consistent graph writes nothing.
+
+How each component gets its person:
+
+- a component that is exactly one survivor's identifiers keeps it (the normal case);
+- each person claims the component holding its oldest identifier (``created_at``, id);
+  of several persons claiming one component the oldest person (``created_at``, id)
+  survives, the others are merged into it (and what was merged into them is re-pointed);
+- a component no person claims (a split: its identifiers' persons each keep another
+  component) gets a new person.
+
+Identifiers that point to a merged person count as their survivor's. Every change is
+written to the merge log with ``source_kind="rebuild"``: ``merged``, ``unmerged`` (a new
+person split off) and ``split`` (identifiers moved from one existing person to another, not
+by a merge). Both are actions after which a process's memory of identifiers is forgotten
+(``service.SPLIT_ACTIONS``); a merge needs no forgetting, reads follow ``merged_into``.
+"""
+
+from __future__ import annotations
+
+import itertools
+import struct
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, cast
+
+import numpy as np
+import numpy.typing as npt
+from scipy.sparse import coo_array  # type: ignore[import-untyped]
+from scipy.sparse.csgraph import connected_components  # type: ignore[import-untyped]
+from sqlalchemy import bindparam, text
+from sqlalchemy.orm import Session
+
+from ichigen.core.clock import utcnow
+from ichigen.core.db import UTCDateTime
+
+Ids = npt.NDArray[np.int64]
+#: ``progress(phase, done, total)``: called while reading, planning and writing.
+Progress = Callable[[str, int, int], None]
+
+#: The merge log's ``source_kind`` for what a rebuild changed.
+SOURCE_KIND = "rebuild"
+_FETCH = 200_000
+_WRITE_CHUNK = 200_000
+#: Key range read by one ``group_concat`` on SQLite.
+_SPAN = 1_000_000
+#: SQLite page cache while rebuilding (KiB, as ``PRAGMA cache_size`` takes it when negative).
+_SQLITE_CACHE_KIB = 2_097_152
+_PG_HEADER = b"PGCOPY\n\xff\r\n\x00" + struct.pack(">ii", 0, 0)
+_PG_TRAILER = struct.pack(">h", -1)
+_EMPTY: Ids = np.empty(0, dtype=np.int64)
+#: Ids count as dense (arrays are indexed by them) up to this many times the rows, plus slack.
+_DENSE = 4
+_DENSE_SLACK = 1_000_000
+
+
+@dataclass(frozen=True)
+class RebuildResult:
+    """What a rebuild found and changed (or, with ``dry_run``, would change)."""
+
+    identifiers: int
+    edges: int
+    components: int
+    #: Components already exactly one survivor's identifiers: nothing written for them.
+    persons_unchanged: int
+    #: Persons merged into another because their identifiers are connected.
+    persons_merged: int
+    #: Persons some of whose identifiers were split off to a new person.
+    persons_split: int
+    persons_created: int
+    identifiers_moved: int
+    #: Merged persons whose ``merged_into`` changed (newly merged ones included).
+    pointers_changed: int
+    merge_log_rows: int
+    rows_written: int
+    dry_run: bool
+    #: Wall-clock seconds of each phase: read, components, ages (creation times read for
+    #: the persons and identifiers in question), plan, write.
+    seconds: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class GraphPlan:
+    """The changes a rebuild makes, computed from the stored graph alone.
+
+    A target person below zero is the ``-target - 1``-th entry of ``new_person_formers``
+    (a person still to create); ``new_person_formers`` holds, for each, the person its
+    component's first identifier (by id) belonged to.
+    """
+
+    identifiers: int
+    edges: int
+    components: int
+    clean_components: int
+    moved_identifier_ids: Ids
+    moved_targets: Ids
+    moved_from: Ids
+    new_person_formers: Ids
+    merged_persons: Ids
+    merge_survivors: Ids
+    pointer_persons: Ids
+    pointer_targets: Ids
+    reassigned_to: Ids
+    reassigned_from: Ids
+    reassigned_counts: Ids
+
+    def same_as(self, other: GraphPlan) -> bool:
+        """Whether two plans make exactly the same changes."""
+        return all(
+            np.array_equal(getattr(self, name), getattr(other, name))
+            for name in self.__dataclass_fields__
+        )
+
+
+def _no_progress(_phase: str, _done: int, _total: int) -> None:
+    return None
+
+
+# -- Reading -------------------------------------------------------------------------------
+
+
+def _dbapi(session: Session) -> Any:
+    """The DBAPI connection under the session's transaction (sqlite3 or psycopg)."""
+    return session.connection().connection.dbapi_connection
+
+
+def _pg_dtype(columns: int) -> np.dtype[Any]:
+    """One row of ``columns`` BIGINTs in PostgreSQL's binary COPY format."""
+    fields: list[tuple[str, str]] = [("count", ">i2")]
+    for n in range(columns):
+        fields += [(f"length{n}", ">i4"), (f"c{n}", ">i8")]
+    return np.dtype(fields)
+
+
+def _read_columns(
+    session: Session, sql: str, columns: int, phase: str, total: int, progress: Progress
+) -> list[Ids]:
+    """The integer columns of a query's rows on SQLite, row by row (no NULLs allowed)."""
+    cursor = _dbapi(session).cursor()
+    chunks: list[Ids] = []
+    done = 0
+    try:
+        cursor.execute(sql)
+        while batch := cursor.fetchmany(_FETCH):
+            flat = itertools.chain.from_iterable(batch)
+            chunks.append(np.fromiter(flat, dtype=np.int64, count=columns * len(batch)))
+            done += len(batch)
+            progress(phase, done, total)
+    finally:
+        cursor.close()
+    values = np.concatenate(chunks) if chunks else _EMPTY
+    return [np.ascontiguousarray(values[n::columns]) for n in range(columns)]
+
+
+def _pg_aggregate(
+    cursor: Any,
+    columns: Sequence[str],
+    source: str,
+    where: str = "",
+    params: Sequence[Any] = (),
+    order: str | None = None,
+) -> list[Ids]:
+    """Integer columns read from PostgreSQL as one ``bytea`` of big-endian BIGINTs (in
+    ``order`` when given): one value to fetch instead of a message per row."""
+    packed = " || ".join(f"int8send(CAST({c} AS BIGINT))" for c in columns)
+    ordered = f" ORDER BY {order}" if order else ""
+    condition = f" WHERE {where}" if where else ""
+    cursor.execute(
+        f"SELECT count(*), string_agg({packed}, CAST('' AS BYTEA){ordered}) "
+        f"FROM {source}{condition}",
+        tuple(params),
+    )
+    found, data = cursor.fetchone()
+    values = np.frombuffer(bytes(data or b""), dtype=">i8").astype(np.int64)
+    if len(values) != found * len(columns):
+        raise RuntimeError(f"reading {source} for the rebuild lost rows")
+    return [np.ascontiguousarray(values[n :: len(columns)]) for n in range(len(columns))]
+
+
+def _read_ranges(
+    session: Session,
+    columns: Sequence[str],
+    source: str,
+    key: str,
+    where: str,
+    phase: str,
+    progress: Progress,
+    packable: bool,
+) -> list[Ids]:
+    """One or two integer columns of ``source`` (rows matching ``where``), as arrays.
+
+    Rows are read by ranges of ``key`` (an integer primary key), each range aggregated into
+    one value: on PostgreSQL a ``bytea`` of the BIGINTs, on SQLite (when every value fits in
+    31 bits, ``packable``) a ``group_concat`` of each pair packed into one integer. The
+    drivers then build one value per range instead of a tuple per row, which reads several
+    times faster.
+    """
+    postgres = session.get_bind().dialect.name == "postgresql"
+    if not postgres and not packable:
+        condition = f" WHERE {where}" if where else ""
+        select = f"SELECT {', '.join(columns)} FROM {source}{condition}"
+        return _read_columns(session, select, len(columns), phase, 0, progress)
+    mark = "%s" if postgres else "?"
+    cursor = _dbapi(session).cursor()
+    try:
+        # Two statements: SQLite reads a lone min() or max() off the index, not both at once.
+        cursor.execute(f"SELECT min({key}) FROM {source}")
+        (low,) = cursor.fetchone()
+        cursor.execute(f"SELECT max({key}) FROM {source}")
+        (high,) = cursor.fetchone()
+        if low is None:
+            return [_EMPTY for _ in columns]
+        packed = columns[0] if len(columns) == 1 else f"(({columns[0]}) << 32) | ({columns[1]})"
+        extra = f" AND ({where})" if where else ""
+        chunks: list[list[Ids]] = []
+        for start in range(int(low), int(high) + 1, _SPAN):
+            bounds = f"{key} >= {mark} AND {key} < {mark}{extra}"
+            if postgres:
+                chunks.append(
+                    _pg_aggregate(cursor, columns, source, bounds, (start, start + _SPAN))
+                )
+            else:
+                cursor.execute(
+                    f"SELECT count(*), group_concat({packed}) FROM {source} WHERE {bounds}",
+                    (start, start + _SPAN),
+                )
+                found, concatenated = cursor.fetchone()
+                if found:
+                    values = np.fromstring(concatenated, dtype=np.int64, sep=",")
+                    if len(values) != found:
+                        raise RuntimeError(f"reading {source} for the rebuild lost rows")
+                    if len(columns) == 1:
+                        chunks.append([values])
+                    else:
+                        chunks.append([values >> 32, values & 0xFFFFFFFF])
+            progress(phase, min(start + _SPAN, int(high)) - int(low), int(high) - int(low) + 1)
+    finally:
+        cursor.close()
+    if not chunks:
+        return [_EMPTY for _ in columns]
+    return [np.concatenate([chunk[n] for chunk in chunks]) for n in range(len(columns))]
+
+
+def _packable(session: Session) -> bool:
+    """Whether every identifier and person id fits in 31 bits (for ``_read_ranges``)."""
+    # One aggregate per statement, so that each is read off an index.
+    bounds = [
+        session.execute(text(f"SELECT {function}({column}) FROM {table}")).scalar_one()
+        for function in ("min", "max")
+        for table, column in (
+            ("identity_identifiers", "id"),
+            ("identity_identifiers", "person_id"),
+            ("identity_persons", "id"),
+        )
+    ]
+    if any(bound is None for bound in bounds):
+        return True
+    return bool(min(int(b) for b in bounds[:3]) >= 0 and max(int(b) for b in bounds[3:]) < 2**31)
+
+
+# -- Temporary tables ----------------------------------------------------------------------
+
+
+def _create_temp(session: Session, name: str, columns: dict[str, Ids], *, key: bool) -> None:
+    """A temporary table of BIGINT columns holding these arrays (dropped by ``_drop_temp``);
+    with ``key`` the first column is its primary key (its values unique)."""
+    dialect = session.get_bind().dialect.name
+    names = list(columns)
+    length = len(next(iter(columns.values())))
+    primary = " PRIMARY KEY" if key else ""
+    if dialect == "postgresql":
+        session.execute(
+            text(
+                f"CREATE TEMP TABLE {name} ({names[0]} BIGINT{primary}"
+                + "".join(f", {c} BIGINT" for c in names[1:])
+                + ")"
+            )
+        )
+        dtype = _pg_dtype(len(names))
+        with (
+            _dbapi(session).cursor() as cursor,
+            cursor.copy(f"COPY {name} ({', '.join(names)}) FROM STDIN (FORMAT BINARY)") as copy,
+        ):
+            copy.write(_PG_HEADER)
+            for start in range(0, length, _WRITE_CHUNK):
+                stop = min(start + _WRITE_CHUNK, length)
+                rows = np.empty(stop - start, dtype=dtype)
+                rows["count"] = len(names)
+                for n, column in enumerate(names):
+                    rows[f"length{n}"] = 8
+                    rows[f"c{n}"] = columns[column][start:stop]
+                copy.write(rows.tobytes())
+            copy.write(_PG_TRAILER)
+    else:
+        # An INTEGER PRIMARY KEY is SQLite's rowid: no separate index to fill.
+        session.execute(
+            text(
+                f"CREATE TEMP TABLE {name} ({names[0]} INTEGER{primary}"
+                + "".join(f", {c} INTEGER" for c in names[1:])
+                + ")"
+            )
+        )
+        cursor = _dbapi(session).cursor()
+        try:
+            marks = ", ".join("?" for _ in names)
+            for start in range(0, length, _WRITE_CHUNK):
+                stop = min(start + _WRITE_CHUNK, length)
+                cursor.executemany(
+                    f"INSERT INTO {name} VALUES ({marks})",
+                    zip(*(columns[c][start:stop].tolist() for c in names), strict=True),
+                )
+        finally:
+            cursor.close()
+    if dialect == "postgresql":
+        session.execute(text(f"ANALYZE {name}"))
+
+
+def _drop_temp(session: Session, names: Iterable[str]) -> None:
+    for name in names:
+        session.execute(text(f"DROP TABLE IF EXISTS {name}"))
+
+
+def _ordered_by_age(session: Session, table: str, ids: Ids) -> Ids:
+    """``ids`` (of ``table``'s rows) oldest first: by ``created_at``, then id."""
+    if len(ids) == 0:
+        return _EMPTY
+    temp = f"ichigen_rebuild_age_{table}"
+    _create_temp(session, temp, {"id": ids}, key=True)
+    try:
+        if session.get_bind().dialect.name == "postgresql":
+            with _dbapi(session).cursor() as cursor:
+                (ordered,) = _pg_aggregate(
+                    cursor,
+                    ("t.id",),
+                    f"{temp} t JOIN {table} r ON r.id = t.id",
+                    order="r.created_at, r.id",
+                )
+        else:
+            (ordered,) = _read_columns(
+                session,
+                f"SELECT t.id FROM {temp} t JOIN {table} r ON r.id = t.id "
+                "ORDER BY r.created_at, r.id",
+                1,
+                "ages",
+                len(ids),
+                _no_progress,
+            )
+    finally:
+        _drop_temp(session, [temp])
+    return ordered
+
+
+def _oldest_identifiers(session: Session, stored: Ids, effective: Ids, packable: bool) -> Ids:
+    """The oldest identifier id (``created_at``, id) of each distinct person in
+    ``effective``, given its identifiers' ``stored`` person ids."""
+    owners, first_member = np.unique(stored, return_index=True)
+    temp = "ichigen_rebuild_owners"
+    _create_temp(session, temp, {"id": owners}, key=True)
+    try:
+        found, oldest = _read_ranges(
+            session,
+            (
+                "t.id",
+                "(SELECT i.id FROM identity_identifiers i WHERE i.person_id = t.id "
+                "ORDER BY i.created_at, i.id LIMIT 1)",
+            ),
+            f"{temp} t",
+            "t.id",
+            "",
+            "ages",
+            _no_progress,
+            packable,
+        )
+    finally:
+        _drop_temp(session, [temp])
+    order = np.argsort(found, kind="stable")
+    found, oldest = found[order], oldest[order]
+    # Identifiers still on a merged person count for its survivor: of several stored owners
+    # of one survivor, the oldest of their oldest identifiers wins.
+    if not np.array_equal(found, owners):
+        raise RuntimeError("the identifiers changed while the rebuild read them")
+    survivors = effective[first_member]
+    if len(np.unique(survivors)) == len(survivors):
+        return oldest
+    candidates = np.sort(oldest)
+    by_age = _ordered_by_age(session, "identity_identifiers", candidates)
+    rank = np.empty(len(by_age), dtype=np.int64)
+    rank[np.searchsorted(candidates, by_age)] = np.arange(len(by_age))
+    candidate_rank = rank[np.searchsorted(candidates, oldest)]
+    order = np.lexsort((candidate_rank, survivors))
+    first = _first_per_group(survivors[order])
+    return oldest[order][first]
+
+
+# -- Planning ------------------------------------------------------------------------------
+
+
+def _positions(sorted_ids: Ids, values: Ids) -> tuple[npt.NDArray[np.intp], npt.NDArray[np.bool_]]:
+    """Where each value sits in ``sorted_ids``, and whether it is there at all."""
+    if len(sorted_ids) == 0:
+        return np.zeros(len(values), dtype=np.intp), np.zeros(len(values), dtype=np.bool_)
+    pos = np.minimum(np.searchsorted(sorted_ids, values), len(sorted_ids) - 1)
+    return pos, sorted_ids[pos] == values
+
+
+def _locator(
+    sorted_ids: Ids,
+) -> Callable[[Ids], tuple[npt.NDArray[np.intp], npt.NDArray[np.bool_]]]:
+    """``_positions`` in ``sorted_ids``, through a direct table when the ids are dense:
+    binary searches over millions of ids miss the CPU cache at every step."""
+    if len(sorted_ids) == 0 or sorted_ids[0] < 0:
+        return lambda values: _positions(sorted_ids, values)
+    highest = int(sorted_ids[-1])
+    if highest > _DENSE * len(sorted_ids) + _DENSE_SLACK:
+        return lambda values: _positions(sorted_ids, values)
+    table = np.full(highest + 1, -1, dtype=np.intp)
+    table[sorted_ids] = np.arange(len(sorted_ids), dtype=np.intp)
+
+    def locate(values: Ids) -> tuple[npt.NDArray[np.intp], npt.NDArray[np.bool_]]:
+        inside = (values >= 0) & (values <= highest)
+        pos = np.full(len(values), -1, dtype=np.intp)
+        pos[inside] = table[values[inside]]
+        found = pos >= 0
+        pos[~found] = 0
+        return pos, found
+
+    return locate
+
+
+def _through(keys: Ids, targets: Ids, values: Ids) -> Ids:
+    """``values`` with those found in ``keys`` (sorted) replaced by their ``targets``."""
+    pos, hit = _locator(keys)(values)
+    out = values.copy()
+    out[hit] = targets[pos[hit]]
+    return out
+
+
+def _flatten(merged: Ids, merged_into: Ids) -> Ids:
+    """Each merged person's final survivor, following chains (``merged`` sorted)."""
+    flat = merged_into.copy()
+    for _ in range(len(merged) + 1):
+        pos, hit = _positions(merged, flat)
+        if not hit.any():
+            return flat
+        flat[hit] = merged_into[pos[hit]]
+    raise RuntimeError("identity_persons.merged_into has a cycle")
+
+
+def _count_pairs(first: Ids, second: Ids) -> tuple[Ids, Ids, Ids]:
+    """The distinct (first, second) pairs, sorted, and how often each occurs."""
+    if len(first) == 0:
+        return _EMPTY, _EMPTY, _EMPTY
+    if first.min() >= 0 and second.min() >= 0 and max(first.max(), second.max()) < 2**31:
+        # One packed integer per pair sorts many times faster than unique(axis=1).
+        keys, counts = np.unique((first << 32) | second, return_counts=True)
+        return keys >> 32, keys & 0xFFFFFFFF, counts.astype(np.int64)
+    pairs, counts = np.unique(np.stack([first, second]), axis=1, return_counts=True)
+    return pairs[0], pairs[1], counts.astype(np.int64)
+
+
+def _first_per_group(groups: Ids) -> npt.NDArray[np.intp]:
+    """The index of the first occurrence of each distinct value, by value."""
+    _, first = np.unique(groups, return_index=True)
+    return first
+
+
+def plan_graph(
+    session: Session, progress: Progress | None = None
+) -> tuple[GraphPlan, dict[str, float]]:
+    """Compute what a rebuild changes, without writing: the plan and seconds per phase.
+
+    Reads inside the session's transaction; ``rebuild_graph`` locks the tables first.
+    """
+    report = progress or _no_progress
+    seconds: dict[str, float] = {}
+    started = time.perf_counter()
+    packable = _packable(session)
+    ident_ids, stored = _read_ranges(
+        session,
+        ("id", "person_id"),
+        "identity_identifiers",
+        "id",
+        "",
+        "identifiers",
+        report,
+        packable,
+    )
+    if len(ident_ids) > 1 and not np.all(ident_ids[1:] > ident_ids[:-1]):
+        order = np.argsort(ident_ids, kind="stable")
+        ident_ids, stored = ident_ids[order], stored[order]
+    merged, merged_into = _read_ranges(
+        session,
+        ("id", "merged_into"),
+        "identity_persons",
+        "id",
+        "merged_into IS NOT NULL",
+        "persons",
+        report,
+        packable,
+    )
+    order = np.argsort(merged, kind="stable")
+    merged, merged_into = merged[order], merged_into[order]
+    left, right = _read_ranges(
+        session,
+        ("left_id", "right_id"),
+        "identity_edges",
+        "id",
+        "removed_at IS NULL",
+        "edges",
+        report,
+        packable,
+    )
+    seconds["read"] = time.perf_counter() - started
+
+    started = time.perf_counter()
+    report("components", 0, 1)
+    count = len(ident_ids)
+    locate = _locator(ident_ids)
+    left_pos, left_ok = locate(left)
+    right_pos, right_ok = locate(right)
+    if not (left_ok.all() and right_ok.all()):
+        raise RuntimeError("an active edge links an identifier that does not exist")
+    graph = coo_array(
+        (np.ones(len(left), dtype=np.int8), (left_pos, right_pos)), shape=(count, count)
+    ).tocsr()
+    components, raw_labels = connected_components(graph, directed=False)
+    labels = np.asarray(raw_labels, dtype=np.int64)
+    components = int(components)
+    del graph
+    report("components", 1, 1)
+    seconds["components"] = time.perf_counter() - started
+
+    started = time.perf_counter()
+    flat = _flatten(merged, merged_into)
+    effective = _through(merged, flat, stored)
+    highest = int(effective.max()) if count else 0
+    if count and effective.min() >= 0 and highest <= _DENSE * count + _DENSE_SLACK:
+        # Person ids are dense enough to index arrays by: no sort of 13M values.
+        persons = np.arange(highest + 1, dtype=np.int64)
+        person_index = effective
+    else:
+        persons, person_index = np.unique(effective, return_inverse=True)
+        person_index = person_index.astype(np.int64)
+    big = np.iinfo(np.int64).max
+    comp_min = np.full(components, big, dtype=np.int64)
+    comp_max = np.full(components, -1, dtype=np.int64)
+    np.minimum.at(comp_min, labels, effective)
+    np.maximum.at(comp_max, labels, effective)
+    person_min = np.full(len(persons), big, dtype=np.int64)
+    person_max = np.full(len(persons), -1, dtype=np.int64)
+    np.minimum.at(person_min, person_index, labels)
+    np.maximum.at(person_max, person_index, labels)
+    # (A person without identifiers has min > max and is in no component.)
+    person_multi = (person_min != person_max) & (person_max >= 0)
+    dirty_component = comp_min != comp_max
+    dirty_component[labels[person_multi[person_index]]] = True
+    dirty = dirty_component[labels]
+
+    # Each person claims the component of its oldest identifier.
+    claim = person_min.copy()
+    multi_members = np.flatnonzero(person_multi[person_index])
+    ages = 0.0
+    if len(multi_members):
+        asked = time.perf_counter()
+        oldest = _oldest_identifiers(
+            session, stored[multi_members], effective[multi_members], packable
+        )
+        ages += time.perf_counter() - asked
+        at, _ = locate(oldest)
+        claim[person_index[at]] = labels[at]
+    dirty_persons = np.unique(person_index[dirty])
+    claimed = claim[dirty_persons]
+    claimants = np.bincount(claimed, minlength=components)
+    owner = np.full(components, 0, dtype=np.int64)
+    uncontested = claimants[claimed] == 1
+    owner[claimed[uncontested]] = persons[dirty_persons[uncontested]]
+    contested = dirty_persons[~uncontested]
+    losers: Ids = _EMPTY
+    survivors_of_losers: Ids = _EMPTY
+    if len(contested):
+        asked = time.perf_counter()
+        age_order = _ordered_by_age(session, "identity_persons", persons[contested])
+        ages += time.perf_counter() - asked
+        rank = np.empty(len(contested), dtype=np.int64)
+        rank_pos, _ = _positions(persons[contested], age_order)
+        rank[rank_pos] = np.arange(len(age_order))
+        # Persons are unique and sorted, so persons[contested] is sorted for _positions.
+        order = np.lexsort((rank, claim[contested]))
+        contested_sorted = contested[order]
+        comp_sorted = claim[contested_sorted]
+        is_first = np.ones(len(order), dtype=np.bool_)
+        is_first[1:] = comp_sorted[1:] != comp_sorted[:-1]
+        owner[comp_sorted[is_first]] = persons[contested_sorted[is_first]]
+        losers = persons[contested_sorted[~is_first]]
+        survivors_of_losers = owner[comp_sorted[~is_first]]
+        loser_order = np.argsort(losers, kind="stable")
+        losers, survivors_of_losers = losers[loser_order], survivors_of_losers[loser_order]
+    unclaimed = np.flatnonzero(dirty_component & (owner == 0))
+    owner[unclaimed] = -np.arange(1, len(unclaimed) + 1, dtype=np.int64)
+    # A new person comes from the person of its component's first identifier (by id).
+    first_identifier = np.full(components, count, dtype=np.int64)
+    np.minimum.at(first_identifier, labels[dirty], np.flatnonzero(dirty))
+    new_person_formers = effective[first_identifier[unclaimed]]
+
+    target = effective.copy()
+    target[dirty] = owner[labels[dirty]]
+    moved = np.flatnonzero(target != stored)
+    moved_targets = target[moved]
+    moved_from = stored[moved]
+
+    # Pointers: existing merged persons follow chains and new merges; new merges point too.
+    final = _through(losers, survivors_of_losers, flat)
+    changed = final != merged_into
+    pointer_persons = np.concatenate([merged[changed], losers])
+    pointer_targets = np.concatenate([final[changed], survivors_of_losers])
+    order = np.argsort(pointer_persons, kind="stable")
+    pointer_persons, pointer_targets = pointer_persons[order], pointer_targets[order]
+
+    # Reassigned: moves to an existing person not explained by a merge into it.
+    moved_effective = effective[moved]
+    via_merge = _through(losers, survivors_of_losers, moved_effective) == moved_targets
+    plain = (moved_targets > 0) & ~(via_merge & (moved_effective != moved_targets))
+    reassigned_to, reassigned_from, reassigned_counts = _count_pairs(
+        moved_targets[plain], moved_from[plain]
+    )
+    # Reading creation times (of the persons and identifiers in question) apart.
+    seconds["ages"] = ages
+    seconds["plan"] = time.perf_counter() - started - ages
+    plan = GraphPlan(
+        identifiers=count,
+        edges=len(left),
+        components=components,
+        clean_components=components - int(dirty_component.sum()),
+        moved_identifier_ids=ident_ids[moved],
+        moved_targets=moved_targets,
+        moved_from=moved_from,
+        new_person_formers=new_person_formers,
+        merged_persons=losers,
+        merge_survivors=survivors_of_losers,
+        pointer_persons=pointer_persons,
+        pointer_targets=pointer_targets,
+        reassigned_to=reassigned_to,
+        reassigned_from=reassigned_from,
+        reassigned_counts=reassigned_counts,
+    )
+    return plan, seconds
+
+
+# -- Writing -------------------------------------------------------------------------------
+
+
+@contextmanager
+def _large_cache(session: Session) -> Iterator[None]:
+    """On SQLite, a page cache that holds the identity tables' indexes while rebuilding."""
+    if session.get_bind().dialect.name != "sqlite":
+        yield
+        return
+    dbapi = _dbapi(session)
+    (before,) = dbapi.execute("PRAGMA cache_size").fetchone()
+    dbapi.execute(f"PRAGMA cache_size = -{_SQLITE_CACHE_KIB}")
+    try:
+        yield
+    finally:
+        dbapi.execute(f"PRAGMA cache_size = {int(before)}")
+
+
+def _lock(session: Session, dry_run: bool) -> None:
+    """Keep other writers out while the graph is read (and written), for one snapshot."""
+    session.flush()
+    if session.get_bind().dialect.name == "postgresql":
+        mode = "SHARE" if dry_run else "SHARE ROW EXCLUSIVE"
+        session.execute(
+            text(
+                f"LOCK TABLE identity_persons, identity_identifiers, identity_edges IN {mode} MODE"
+            )
+        )
+        return
+    dbapi = _dbapi(session)
+    if not dbapi.in_transaction:
+        # sqlite3 opens a transaction only before a write; reads must share one snapshot.
+        dbapi.execute("BEGIN" if dry_run else "BEGIN IMMEDIATE")
+
+
+def _new_person_ids(session: Session, count: int) -> Ids:
+    """Ids for new persons: the sequence's next values, or past the largest on SQLite (the
+    rebuild holds the write lock)."""
+    if count == 0:
+        return _EMPTY
+    if session.get_bind().dialect.name == "postgresql":
+        with _dbapi(session).cursor() as cursor:
+            (ids,) = _pg_aggregate(
+                cursor,
+                ("nextval(pg_get_serial_sequence('identity_persons', 'id'))",),
+                f"generate_series(1, {int(count)})",
+            )
+        return np.sort(ids)
+    last = session.execute(text("SELECT coalesce(max(id), 0) FROM identity_persons")).scalar_one()
+    return np.arange(int(last) + 1, int(last) + 1 + count, dtype=np.int64)
+
+
+def _update_from(session: Session, table: str, column: str, temp: str) -> None:
+    """Set ``table.column`` to ``temp.person`` for the rows whose id is in ``temp.id``."""
+    if session.get_bind().dialect.name == "postgresql":
+        statement = f"UPDATE {table} SET {column} = t.person FROM {temp} t WHERE {table}.id = t.id"
+    else:
+        # SQLite would scan the whole table and look each row up in the temporary one;
+        # ``id IN (…)`` walks the temporary table and seeks the rows by rowid instead.
+        statement = (
+            f"UPDATE {table} SET {column} = (SELECT t.person FROM {temp} t "
+            f"WHERE t.id = {table}.id) WHERE id IN (SELECT id FROM {temp})"
+        )
+    session.execute(text(statement))
+
+
+def _log_rows(
+    session: Session, temp: str, action: str, reason: str, details: str, now: datetime
+) -> int:
+    """Merge-log rows for each (person, other) row of a temporary table."""
+    result = session.execute(
+        text(
+            "INSERT INTO identity_merge_log (occurred_at, action, person_id, other_person_id, "
+            f"reason, source_kind, source_ref, details) SELECT :now, '{action}', t.person, "
+            f"t.other, {reason}, '{SOURCE_KIND}', NULL, {details} FROM {temp} t"
+        ).bindparams(bindparam("now", value=now, type_=UTCDateTime()))
+    )
+    return int(cast(Any, result).rowcount)
+
+
+def _write(session: Session, plan: GraphPlan, report: Progress) -> tuple[int, int]:
+    """Apply the plan; the new person count and the merge-log rows written."""
+    now = utcnow()
+    postgres = session.get_bind().dialect.name == "postgresql"
+    no_details = "CAST('{}' AS JSONB)" if postgres else "'{}'"
+    json_object = "jsonb_build_object" if postgres else "json_object"
+
+    temps: list[str] = []
+    steps = 6
+    report("writing", 0, steps)
+    try:
+        new_ids = _new_person_ids(session, len(plan.new_person_formers))
+        if len(new_ids):
+            temps.append("ichigen_rebuild_new")
+            _create_temp(
+                session, temps[-1], {"other": new_ids, "person": plan.new_person_formers}, key=True
+            )
+            session.execute(
+                text(
+                    "INSERT INTO identity_persons (id, created_at, first_seen, last_seen) "
+                    "SELECT other, :now, :now, :now FROM ichigen_rebuild_new"
+                ).bindparams(bindparam("now", value=now, type_=UTCDateTime()))
+            )
+        targets = plan.moved_targets.copy()
+        negative = targets < 0
+        targets[negative] = new_ids[-targets[negative] - 1]
+        report("writing", 1, steps)
+
+        if len(targets):
+            temps.append("ichigen_rebuild_moves")
+            _create_temp(
+                session, temps[-1], {"id": plan.moved_identifier_ids, "person": targets}, key=True
+            )
+            _update_from(session, "identity_identifiers", "person_id", "ichigen_rebuild_moves")
+        report("writing", 2, steps)
+
+        log_rows = 0
+        if len(plan.merged_persons):
+            temps.append("ichigen_rebuild_merges")
+            _create_temp(
+                session,
+                temps[-1],
+                {"other": plan.merged_persons, "person": plan.merge_survivors},
+                key=True,
+            )
+            # A survivor was first seen when the first of its merged persons was.
+            session.execute(
+                text(
+                    "UPDATE identity_persons SET first_seen = s.first_seen, "
+                    "last_seen = s.last_seen FROM (SELECT g.person AS id, "
+                    "min(p.first_seen) AS first_seen, max(p.last_seen) AS last_seen FROM "
+                    "(SELECT person, other AS member FROM ichigen_rebuild_merges UNION ALL "
+                    "SELECT person, person AS member FROM ichigen_rebuild_merges) g "
+                    "JOIN identity_persons p ON p.id = g.member GROUP BY g.person) s "
+                    "WHERE identity_persons.id = s.id"
+                )
+            )
+            log_rows += _log_rows(
+                session,
+                "ichigen_rebuild_merges",
+                "merged",
+                "'rebuild: connected by the active edges to person ' || CAST(t.person AS TEXT)",
+                no_details,
+                now,
+            )
+        report("writing", 3, steps)
+
+        if len(plan.pointer_persons):
+            temps.append("ichigen_rebuild_pointers")
+            _create_temp(
+                session,
+                temps[-1],
+                {"id": plan.pointer_persons, "person": plan.pointer_targets},
+                key=True,
+            )
+            _update_from(session, "identity_persons", "merged_into", "ichigen_rebuild_pointers")
+        report("writing", 4, steps)
+
+        if len(new_ids):
+            # A split-off person was first seen with its oldest identifier, and last seen
+            # when the person it came from was (as unmerge does).
+            session.execute(
+                text(
+                    "UPDATE identity_persons SET first_seen = s.first_seen, "
+                    "last_seen = s.last_seen FROM (SELECT n.other AS id, "
+                    "min(i.created_at) AS first_seen, max(f.last_seen) AS last_seen "
+                    "FROM ichigen_rebuild_new n "
+                    "JOIN identity_identifiers i ON i.person_id = n.other "
+                    "JOIN identity_persons f ON f.id = n.person GROUP BY n.other) s "
+                    "WHERE identity_persons.id = s.id"
+                )
+            )
+            log_rows += _log_rows(
+                session,
+                "ichigen_rebuild_new",
+                "unmerged",
+                "'rebuild: identifiers not connected to the rest of person ' "
+                "|| CAST(t.person AS TEXT)",
+                no_details,
+                now,
+            )
+        report("writing", 5, steps)
+
+        if len(plan.reassigned_to):
+            temps.append("ichigen_rebuild_reassigned")
+            _create_temp(
+                session,
+                temps[-1],
+                {
+                    "person": plan.reassigned_to,
+                    "other": plan.reassigned_from,
+                    "identifiers": plan.reassigned_counts,
+                },
+                key=False,
+            )
+            log_rows += _log_rows(
+                session,
+                "ichigen_rebuild_reassigned",
+                "split",
+                "'rebuild: ' || CAST(t.identifiers AS TEXT) || ' identifier(s) connected "
+                "to this person by the active edges'",
+                f"{json_object}('identifiers', t.identifiers)",
+                now,
+            )
+        report("writing", 6, steps)
+    finally:
+        _drop_temp(session, temps)
+    session.flush()
+    return len(new_ids), log_rows
+
+
+def rebuild_graph(
+    session: Session, *, progress: Progress | None = None, dry_run: bool = False
+) -> RebuildResult:
+    """Recompute every person's identifiers from the active edges and write what differs.
+
+    Each connected component of the active edges becomes one person's identifiers: an
+    existing survivor's when it already is, else by the rules in this module's docstring
+    (oldest person survives a merge, the component of a person's oldest identifier keeps
+    its id, other components get new persons). Changes are written set-based in the
+    caller's transaction (the caller commits) and logged to the merge log with
+    ``source_kind="rebuild"``; with ``dry_run`` nothing is written. Other writers to the
+    identity tables wait until the transaction ends.
+    """
+    report = progress or _no_progress
+    _lock(session, dry_run)
+    with _large_cache(session):
+        plan, seconds = plan_graph(session, report)
+        new_persons = len(plan.new_person_formers)
+        log_rows = len(plan.merged_persons) + new_persons + len(plan.reassigned_to)
+        started = time.perf_counter()
+        if not dry_run and (len(plan.moved_identifier_ids) or len(plan.pointer_persons)):
+            new_persons, log_rows = _write(session, plan, report)
+        seconds["write"] = time.perf_counter() - started
+    survivors_touched = len(np.unique(plan.merge_survivors))
+    rows_written = (
+        len(plan.moved_identifier_ids)
+        + new_persons
+        + len(plan.pointer_persons)
+        + survivors_touched
+        + log_rows
+    )
+    return RebuildResult(
+        identifiers=plan.identifiers,
+        edges=plan.edges,
+        components=plan.components,
+        persons_unchanged=plan.clean_components,
+        persons_merged=len(plan.merged_persons),
+        persons_split=len(np.unique(plan.new_person_formers)),
+        persons_created=new_persons,
+        identifiers_moved=len(plan.moved_identifier_ids),
+        pointers_changed=len(plan.pointer_persons),
+        merge_log_rows=log_rows,
+        rows_written=rows_written,
+        dry_run=dry_run,
+        seconds={k: round(v, 3) for k, v in seconds.items()},
+    )

@@ -1,0 +1,1 @@
+"""Unified customer profiles: traits and their precedence, and the 360° view."""
