@@ -42,6 +42,10 @@ class Attribution(Protocol):
         """The same rows with ``person_id`` set where the identifiers resolve."""
         ...
 
+    def forget(self) -> None:
+        """Drop what it remembers of identifiers' persons (an unmerge moved some)."""
+        ...
+
 
 class SeenMessages:
     """Message keys already stored: a sorted array loaded at start plus sets of new ones.

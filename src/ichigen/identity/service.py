@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import re
+import time
 from collections import defaultdict, deque
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
@@ -630,8 +631,12 @@ class KnownIdentifiers:
     persons, so ``resolve_many`` forgets everything when the merge log shows one.
     """
 
-    def __init__(self, capacity: int = 1_000_000) -> None:
+    def __init__(self, capacity: int = 1_000_000, split_check_seconds: float = 1.0) -> None:
         self.capacity = capacity
+        #: How often the merge log is asked for a newer unmerge or rebuild (an unmerge
+        #: reaches the ingest path within this long; asking every group cost a query each).
+        self.split_check_seconds = split_check_seconds
+        self._split_checked = -float("inf")
         self._persons: dict[tuple[str, str], int] = {}
         #: The id of the newest unmerge or rebuild entry of the merge log this memory saw.
         self.split_mark: int | None = None
@@ -652,6 +657,14 @@ class KnownIdentifiers:
 
     def forget(self) -> None:
         self._persons.clear()
+
+    def split_check_due(self) -> bool:
+        """Whether to look for a newer unmerge or rebuild now (always without a memory)."""
+        now = time.monotonic()
+        if not self.capacity or now - self._split_checked >= self.split_check_seconds:
+            self._split_checked = now
+            return True
+        return False
 
     def due_for_touch(self, person_ids: Sequence[int], now: datetime) -> list[int]:
         """Those of these persons whose last seen this memory has not set within
@@ -758,10 +771,11 @@ def resolve_many(
     are left out; a message with nothing that can link gets None. The caller commits.
     """
     known = known if known is not None else KnownIdentifiers(0)
-    mark = _newest_split(session)
-    if mark != known.split_mark:
-        known.forget()
-        known.split_mark = mark
+    if known.split_check_due():
+        mark = _newest_split(session)
+        if mark != known.split_mark:
+            known.forget()
+            known.split_mark = mark
     persons: list[int | None] = [None] * len(messages)
     pending: list[int] = []
     for index, pairs in enumerate(messages):

@@ -77,6 +77,11 @@ class EventAttribution:
         #: The raw traits last recorded per person by this process, to skip exact repeats.
         self._recorded: dict[int, str] = {}
 
+    def forget(self) -> None:
+        """Drop the memory of identifiers (this process's unmerge; other processes notice
+        theirs in the merge log within a second)."""
+        self.known.forget()
+
     def _resolve(
         self,
         messages: list[list[tuple[str, str]]],
@@ -84,7 +89,7 @@ class EventAttribution:
         traits_of: dict[int, dict[str, Any]],
         raw_traits: list[str | None],
         message_ids: list[str],
-        times: list[datetime],
+        times: dict[int, datetime],
     ) -> list[int | None]:
         """One transaction: the persons, and the traits of the ``identify`` calls."""
         recorded: list[tuple[int, str]] = []
@@ -146,7 +151,14 @@ class EventAttribution:
         def source_of(index: int) -> IdentitySource:
             return IdentitySource(kind="event", ref=message_ids[index])
 
-        times: list[datetime] = table.column("timestamp").to_pylist() if traits_of else []
+        # Only the identify calls' times: making a datetime of every row's costs more than
+        # everything else here.
+        wanted = list(traits_of)
+        times: dict[int, datetime] = (
+            dict(zip(wanted, table.column("timestamp").take(wanted).to_pylist(), strict=True))
+            if wanted
+            else {}
+        )
         for attempt in (1, 2):
             try:
                 persons = self._resolve(

@@ -154,7 +154,7 @@ def test_remembered_identifiers_need_no_query(db: Database) -> None:
 
 
 def test_an_unmerge_makes_remembered_identifiers_forgotten(session: Session) -> None:
-    known = service.KnownIdentifiers()
+    known = service.KnownIdentifiers(split_check_seconds=0)
     source = IdentitySource(kind="event", ref="x")
 
     def same(_: int) -> IdentitySource:
