@@ -19,7 +19,7 @@ from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, func, insert, or_, select, update
+from sqlalchemy import func, insert, or_, select, update
 from sqlalchemy.orm import Session, aliased
 
 from ichigen.collect.store import EventStore
@@ -85,22 +85,7 @@ def _lookup(
     session: Session, identifiers: Sequence[Identifier]
 ) -> dict[Identifier, tuple[int, int]]:
     """The stored identifiers among these: identifier -> (identifier id, survivor person id)."""
-    if not identifiers:
-        return {}
-    survivor = func.coalesce(Person.merged_into, Person.id)
-    rows = session.execute(
-        select(IdentityIdentifier.type, IdentityIdentifier.value, IdentityIdentifier.id, survivor)
-        .join(Person, Person.id == IdentityIdentifier.person_id)
-        .where(
-            or_(
-                *(
-                    and_(IdentityIdentifier.type == i.type, IdentityIdentifier.value == i.value)
-                    for i in identifiers
-                )
-            )
-        )
-    )
-    return {Identifier(t, v): (ident_id, person_id) for t, v, ident_id, person_id in rows}
+    return _lookup_values(session, identifiers)
 
 
 def _merge_counts(session: Session, person_ids: Sequence[int]) -> dict[int, int]:

@@ -48,7 +48,8 @@ def profile_timeline(
     require(actor, "identity", "read")
     person = identity.person_by_reference(session, ref)
     profile = service.profile_of(session, person, actor)
-    items = service.timeline(session, event_store(request), profile, person, actor, limit)
+    events = service.person_events(event_store(request), person, actor, limit)
+    items = service.timeline(session, events, profile, actor, limit)
     return json_body(TimelinePage(items=items))
 
 

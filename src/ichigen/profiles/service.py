@@ -24,7 +24,7 @@ from ichigen.core.audit import Actor
 from ichigen.core.errors import NotFound, PermissionDenied
 from ichigen.crm.activities import service as activities
 from ichigen.crm.contacts import service as contacts
-from ichigen.crm.contacts.schemas import ContactRead
+from ichigen.crm.contacts.schemas import ContactIdentifiers, ContactRead
 from ichigen.identity import service as identity
 from ichigen.identity.normalise import DEFAULT_RULES, IdentityRules
 from ichigen.identity.schemas import IdentitySource, PersonRead
@@ -272,7 +272,7 @@ CONTACTS_MARK = "identity.crm_contacts"
 
 
 def _contact_messages(
-    changed: Sequence[Any],
+    changed: Sequence[ContactIdentifiers],
 ) -> tuple[list[list[tuple[str, str]]], Callable[[int], IdentitySource]]:
     messages = [
         [
@@ -295,29 +295,22 @@ def link_contacts(
 ) -> None:
     """Link these contacts' e-mail addresses and phone numbers to their persons now (a
     contact page opened before the background pass reached it). Unknown ids are skipped."""
-    found: list[_Identifiers] = []
+    found: list[ContactIdentifiers] = []
     for contact_id in sorted(set(contact_ids)):
         try:
             contact = contacts.get_contact(session, contact_id, Actor.system("identity"))
         except NotFound:
             continue
         found.append(
-            _Identifiers(
-                contact.id,
-                contact.version,
-                [e.email for e in contact.emails],
-                [p.number for p in contact.phones],
+            ContactIdentifiers(
+                id=contact.id,
+                version=contact.version,
+                updated_at=contact.updated_at,
+                emails=[e.email for e in contact.emails],
+                phones=[p.number for p in contact.phones],
             )
         )
     identity.resolve_many(session, *_contact_messages(found), rules)
-
-
-@dataclass(frozen=True, slots=True)
-class _Identifiers:
-    id: int
-    version: int
-    emails: list[str]
-    phones: list[str]
 
 
 def link_changed_contacts(
@@ -387,14 +380,13 @@ def person_events(
 
 def timeline(
     session: Session,
-    store: EventStore | None,
+    events: Sequence[EventRead],
     profile: ProfileRead,
-    person: PersonRead,
     actor: Actor,
     limit: int = 50,
 ) -> list[TimelineEntry]:
-    """One timeline of a person, newest first: tracked events and the CRM activities of the
-    linked contact (and of its deals)."""
+    """One timeline of a person, newest first: its tracked events (``person_events``) and
+    the CRM activities of the linked contact (and of its deals)."""
     entries = [
         TimelineEntry(
             kind="event",
@@ -404,7 +396,7 @@ def timeline(
             detail=_event_detail(event),
             ref=event.message_id,
         )
-        for event in person_events(store, person, actor, limit)
+        for event in events[:limit]
     ]
     if profile.contact is not None:
         try:

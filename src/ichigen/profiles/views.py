@@ -97,10 +97,9 @@ def profile_page(ui: SignedIn, session: DbSession, request: Request, ref: str) -
         return RedirectResponse(f"/profiles/{person.id}", status_code=307)
     profile = service.profile_of(session, person, ui.actor)
     store = event_store(request)
-    entries = service.timeline(session, store, profile, person, ui.actor, TIMELINE_ROWS)
-    consent, consent_at = service.tracked_consent(
-        service.person_events(store, person, ui.actor, 20)
-    )
+    events = service.person_events(store, person, ui.actor, TIMELINE_ROWS)
+    entries = service.timeline(session, events, profile, ui.actor, TIMELINE_ROWS)
+    consent, consent_at = service.tracked_consent(events)
     names = {t.name: t.value for t in profile.traits}
     title = (
         profile.contact.full_name
