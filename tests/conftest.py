@@ -19,11 +19,12 @@ from sqlalchemy.orm import Session
 
 from ichigen.auth import service as auth_service
 from ichigen.auth.schemas import UserCreate, UserRead
+from ichigen.cli import context as cli_context
 from ichigen.core import migrate
 from ichigen.core.audit import Actor
 from ichigen.core.db import Base, Database, create_db_engine
 from ichigen.core.models_registry import import_all_models
-from ichigen.core.settings import Settings
+from ichigen.core.settings import Settings, get_settings
 
 import_all_models()
 PG_URL = os.environ.get("ICHIGEN_TEST_POSTGRES_URL")
@@ -32,6 +33,10 @@ PG_URL = os.environ.get("ICHIGEN_TEST_POSTGRES_URL")
 # find the file taken. Live servers (tests/e2e) run the store process as production does,
 # and tests/integration/collect tests it directly.
 os.environ.setdefault("ICHIGEN_EVENT_STORE_PROCESS", "false")
+# A scheduled duplicate scan would start minutes into a long test (schemathesis keeps an app's
+# background tasks running after its test) and compete with every later test for the CPU. The
+# tests of the scan loop turn it on themselves.
+os.environ.setdefault("ICHIGEN_DUPLICATES_SCAN_HOURS", "0")
 ENGINES = ["sqlite", "postgresql"]
 
 
@@ -92,6 +97,22 @@ def db(request: pytest.FixtureRequest, tmp_path: Path, sqlite_template: Path) ->
         engine = request.getfixturevalue("pg_engine")
         _clean_postgres(engine)
         yield Database(engine, settings)
+
+
+@pytest.fixture
+def cli(sqlite_db: Database, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Database]:
+    """The ``ichigen`` command in this process, on the test's SQLite record store (settings
+    come from the environment; a test may set more ``ICHIGEN_`` variables before invoking)."""
+    url = sqlite_db.engine.url.render_as_string(hide_password=False)
+    monkeypatch.setenv("ICHIGEN_DATABASE_URL", url)
+    monkeypatch.setenv("ICHIGEN_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("COLUMNS", "200")
+    # The command's consoles were made at import, as wide as the terminal was then.
+    for console in (cli_context.console, cli_context.err_console):
+        monkeypatch.setattr(console, "width", 200)
+    get_settings.cache_clear()
+    yield sqlite_db
+    get_settings.cache_clear()
 
 
 @pytest.fixture

@@ -75,7 +75,12 @@ def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer
 
     port = _free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("ICHIGEN_")}
-    env.update(ICHIGEN_DATA_DIR=str(data_dir), ICHIGEN_SECRET_KEY=settings.secret_key)
+    env.update(
+        ICHIGEN_DATA_DIR=str(data_dir),
+        ICHIGEN_SECRET_KEY=settings.secret_key,
+        # The browser tests start their own scans; a scheduled one would refuse them (409).
+        ICHIGEN_DUPLICATES_SCAN_HOURS="0",
+    )
     log = (data_dir / "server.log").open("wb")
     process = subprocess.Popen(
         [

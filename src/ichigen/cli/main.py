@@ -23,6 +23,7 @@ from ichigen.crm.tasks.cli import tasks
 from ichigen.demo.cli import demo
 from ichigen.identity.cli import identity
 from ichigen.identity.duplicates_cli import duplicates
+from ichigen.profiles.cli import profiles
 
 app = typer.Typer(help="ichigen: CRM and customer data platform in one.", no_args_is_help=True)
 db_app = typer.Typer(help="The record store's schema.", no_args_is_help=True)
@@ -34,6 +35,7 @@ app.add_typer(sources, name="sources")
 app.add_typer(events, name="events")
 app.add_typer(duplicates, name="duplicates")
 app.add_typer(identity, name="identity")
+app.add_typer(profiles, name="profiles")
 for sub, sub_name in (
     (pipelines, "pipelines"),
     (deals, "deals"),

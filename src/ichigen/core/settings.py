@@ -85,11 +85,24 @@ class Settings(BaseSettings):
         description="Resolve each tracked event's person as it is stored (identity graph and "
         "profile traits); false stores events with an empty person id.",
     )
+    anonymous_profile_retention_days: int = Field(
+        default=395,
+        ge=0,
+        description="Anonymous profiles (visitors never identified) not seen for this many "
+        "days are removed with their identifiers and traits, once an hour; 0 keeps them. "
+        "Identified profiles are never removed by this.",
+    )
     identity_contact_link_seconds: float = Field(
         default=5,
         gt=0,
         description="How often the server links new and edited CRM contacts' e-mail "
         "addresses and phone numbers into the identity graph.",
+    )
+    duplicates_scan_hours: float = Field(
+        default=24,
+        ge=0,
+        description="Hours between the server's scans of every contact for duplicates, counted "
+        "from the last scan that finished (manual ones too); 0 turns scheduled scans off.",
     )
     base_currency: str = Field(
         default="JPY",

@@ -9,13 +9,17 @@ and its undo each happen whole or not at all.
 
 from __future__ import annotations
 
+import contextlib
+import logging
+import threading
 import time
 from collections.abc import Callable
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
-from sqlalchemy import func, insert, or_, select, update
+from sqlalchemy import delete, func, insert, or_, select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from ichigen.auth.permissions import require
@@ -28,8 +32,9 @@ from ichigen.crm.contacts import service as contacts
 from ichigen.crm.contacts.schemas import ContactMatch, ContactMergeOutcome, ContactRead
 from ichigen.crm.deals import service as deals
 from ichigen.crm.tasks import service as tasks
+from ichigen.identity import contact_graph
 from ichigen.identity.matching import MatchingError, MatchSettings, find_duplicates
-from ichigen.identity.models import ContactMerge, DuplicatePair
+from ichigen.identity.models import ContactMerge, DuplicatePair, DuplicateScan
 
 Side = Literal["survivor", "merged"]
 PairStatus = Literal["pending", "merged", "not_duplicate"]
@@ -142,6 +147,8 @@ class DuplicateQueuePage(BaseModel):
 class ScanResult(BaseModel):
     """What one scan of the contact base did."""
 
+    #: The scan's row in the history (``GET /identity/duplicates/scans/{id}``).
+    scan_id: int
     contacts: int
     #: Pairs at or above the threshold.
     candidates: int
@@ -151,6 +158,9 @@ class ScanResult(BaseModel):
     updated: int
     #: Pairs found again that were already decided (merged or not duplicates): left alone.
     already_decided: int
+    #: Pending pairs this scan no longer found at the threshold (the contacts were edited,
+    #: or the model changed): taken out of the queue.
+    withdrawn: int = 0
     threshold: float
     seconds: float
 
@@ -282,6 +292,8 @@ def merge_contacts(
         )
         session.add(row)
         session.flush()
+        # One customer, one profile: the merged contact's person joins the survivor's.
+        contact_graph.join_contacts(session, survivor.id, merged.id, row.id)
         if pair is not None:
             pair.status = "merged"
             pair.decided_at = row.merged_at
@@ -362,6 +374,16 @@ def undo_merge(session: Session, merge_id: int, actor: Actor) -> ContactMergeRea
             session, moved.activity_links, moved.activity_links_dropped, survivor_id, merged_id
         )
         tasks.undo_reassign_contact(session, moved.tasks, survivor_id, merged_id)
+        back = contacts.get_contact(session, merged_id, Actor.system("identity"))
+        contact_graph.separate_contacts(
+            session,
+            survivor_id,
+            merged_id,
+            merge_id,
+            row.merged_at,
+            [("email", e.email) for e in back.emails] + [("phone", p.number) for p in back.phones],
+            actor,
+        )
         session.execute(
             update(DuplicatePair)
             .where(DuplicatePair.merge_id == merge_id)
@@ -554,18 +576,41 @@ def scan_contacts(
     settings: MatchSettings | None = None,
     progress: Progress | None = None,
     page_size: int = 50_000,
+    trigger: ScanTrigger = "manual",
 ) -> ScanResult:
     """Look for duplicates across every contact and queue the pairs above the threshold.
 
     Runs the Splink model (:func:`ichigen.identity.matching.find_duplicates`) over names,
     readings, primary email and phone, company and address. A pair already queued gets its
     score refreshed; a pair already decided (merged, or not a duplicate) is left alone, so
-    it is never queued twice. Commits.
+    it is never queued twice.
+
+    Each scan is recorded in the scan history (``running``, then ``finished`` with its
+    counts, or ``failed`` with the reason, the error being raised again). Only one scan runs
+    at a time, across every process: 409 while another is running (one that showed a sign
+    of life less than :data:`SCAN_LEASE` ago). Commits.
     """
     require(actor, "identity", "write")
     require(actor, "contacts", "read")
     settings = settings or MatchSettings()
+    scan_id = _start_scan(session, actor, trigger, settings.threshold)
     started = time.perf_counter()
+    with _Heartbeat(session, scan_id):
+        try:
+            return _scan(session, scan_id, started, settings, progress, page_size)
+        except BaseException as exc:  # recorded whatever stopped it, even Ctrl-C in the CLI
+            _record_failure(session, scan_id, exc, time.perf_counter() - started)
+            raise
+
+
+def _scan(
+    session: Session,
+    scan_id: int,
+    started: float,
+    settings: MatchSettings,
+    progress: Progress | None,
+    page_size: int,
+) -> ScanResult:
     records = _load_records(session, page_size, progress)
     if progress:
         progress("match", 0, 1)
@@ -626,16 +671,316 @@ def scan_contacts(
             progress("store", min(start + chunk, len(new_rows)), len(new_rows))
     for start in range(0, len(refreshed), chunk):
         session.execute(update(DuplicatePair), refreshed[start : start + chunk])
-    session.commit()
-    return ScanResult(
+    # A full scan is the queue's truth: pending pairs it no longer finds go.
+    stale = [
+        pair_id
+        for key, (pair_id, status) in existing.items()
+        if status == "pending" and key not in seen
+    ]
+    for start in range(0, len(stale), chunk):
+        session.execute(
+            delete(DuplicatePair)
+            .where(
+                DuplicatePair.id.in_(stale[start : start + chunk]),
+                DuplicatePair.status == "pending",
+            )
+            .execution_options(synchronize_session=False)
+        )
+    result = ScanResult(
+        scan_id=scan_id,
         contacts=len(records),
         candidates=len(seen),
         queued=len(new_rows),
         updated=len(refreshed),
         already_decided=decided,
+        withdrawn=len(stale),
         threshold=settings.threshold,
         seconds=round(time.perf_counter() - started, 3),
     )
+    # The pairs and the scan's outcome are committed together.
+    session.execute(
+        update(DuplicateScan)
+        .where(DuplicateScan.id == scan_id)
+        .values(
+            status="finished",
+            finished_at=utcnow(),
+            **result.model_dump(exclude={"scan_id", "threshold"}),
+        )
+        .execution_options(synchronize_session=False)
+    )
+    session.commit()
+    return result
+
+
+# ----------------------------------------------------------------------------- scan history
+
+ScanStatus = Literal["running", "finished", "failed"]
+#: manual: a person through the UI, the API or the CLI; scheduled: the server's own timer.
+ScanTrigger = Literal["manual", "scheduled"]
+#: How often a running scan marks itself alive (from a thread of its own, so that it goes on
+#: doing so while Splink works for many minutes).
+SCAN_HEARTBEAT = timedelta(minutes=1)
+#: A scan still ``running`` with no sign of life for this long is taken for dead (its process
+#: stopped without recording the outcome): it no longer blocks another scan, which records
+#: it as failed.
+SCAN_LEASE = timedelta(minutes=15)
+#: After a failed scan, the schedule waits this long (or its interval, if shorter) to retry.
+SCAN_RETRY = timedelta(hours=1)
+#: Who the scheduled scans are recorded as.
+SCHEDULER = Actor.system("scheduler")
+_ABANDONED = (
+    f"abandoned: no sign of life for {SCAN_LEASE.total_seconds() / 60:.0f} minutes "
+    "(its process stopped during the scan)"
+)
+
+log = logging.getLogger(__name__)
+
+
+class ScanStopped(Exception):
+    """Raise from a scan's progress callback to stop it; it is recorded as failed."""
+
+
+class DuplicateScanRead(BaseModel):
+    """One scan in the history; the counts are empty until it has finished."""
+
+    id: int
+    started_at: datetime
+    #: The last sign of life of a running scan (it marks itself alive every minute).
+    heartbeat_at: datetime | None
+    finished_at: datetime | None
+    status: ScanStatus
+    trigger: ScanTrigger
+    #: The user (email) or the system part (``scheduler``, ``cli``) that started it.
+    started_by: str
+    contacts: int | None
+    candidates: int | None
+    queued: int | None
+    updated: int | None
+    already_decided: int | None
+    withdrawn: int | None
+    threshold: float
+    seconds: float | None
+    #: Why a failed scan failed.
+    error: str | None
+
+
+class DuplicateScanPage(BaseModel):
+    """A page of the scan history, newest first; pass ``next_offset`` back as ``offset``."""
+
+    items: list[DuplicateScanRead]
+    next_offset: int | None
+
+
+class ScanSchedule(BaseModel):
+    """The scheduled scan: when it is due next, and the scans that decide it."""
+
+    #: Hours between scheduled scans (``ICHIGEN_DUPLICATES_SCAN_HOURS``); 0: off.
+    every_hours: float
+    #: When the next scheduled scan is due (it starts at the server's next check after
+    #: that); none when scheduled scans are off.
+    next_at: datetime | None
+    #: A scheduled scan should start now.
+    due: bool
+    #: The scan running now, if any.
+    running: DuplicateScanRead | None
+    #: The latest scan that ended, finished or failed.
+    last: DuplicateScanRead | None
+    #: The latest scan that finished.
+    last_finished: DuplicateScanRead | None
+
+
+def _scan_read(row: DuplicateScan) -> DuplicateScanRead:
+    return DuplicateScanRead.model_validate(row, from_attributes=True)
+
+
+class _Heartbeat:
+    """Marks a running scan alive every :data:`SCAN_HEARTBEAT` while the block runs, through
+    a connection of its own (the scan's session is busy, or inside a long transaction)."""
+
+    def __init__(self, session: Session, scan_id: int) -> None:
+        self._engine = session.get_bind().engine
+        self._scan_id = scan_id
+        self._stop = threading.Event()
+        self._thread = threading.Thread(
+            target=self._beat, name=f"duplicate-scan-{scan_id}-heartbeat", daemon=True
+        )
+
+    def _beat(self) -> None:
+        while not self._stop.wait(SCAN_HEARTBEAT.total_seconds()):
+            try:
+                with Session(self._engine) as session:
+                    session.execute(
+                        update(DuplicateScan)
+                        .where(DuplicateScan.id == self._scan_id, DuplicateScan.status == "running")
+                        .values(heartbeat_at=utcnow())
+                        .execution_options(synchronize_session=False)
+                    )
+                    session.commit()
+            except Exception:  # a missed beat is retried; only a long silence loses the lease
+                log.warning("duplicate scan %s: heartbeat failed", self._scan_id, exc_info=True)
+
+    def __enter__(self) -> None:
+        self._thread.start()
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        # A beat in progress ends within the store's lock timeout; never wait for ever.
+        self._thread.join(timeout=30)
+
+
+def _alive(scan: DuplicateScan, now: datetime) -> bool:
+    """A running scan that showed a sign of life within the lease."""
+    return (scan.heartbeat_at or scan.started_at) > now - SCAN_LEASE
+
+
+def _running_scan(session: Session) -> DuplicateScan | None:
+    """The one row marked running (a unique index allows no second), live or abandoned."""
+    return session.scalars(
+        select(DuplicateScan).where(DuplicateScan.status == "running").limit(1)
+    ).first()
+
+
+def _busy(running: DuplicateScan) -> Conflict:
+    return Conflict(
+        f"Duplicate scan {running.id} is running (started "
+        f"{running.started_at:%Y-%m-%d %H:%M} UTC by {running.started_by}); "
+        "start another when it has finished."
+    )
+
+
+def _start_scan(session: Session, actor: Actor, trigger: ScanTrigger, threshold: float) -> int:
+    """Record a running scan and commit, or refuse (409) while another one is running."""
+    now = utcnow()
+    running = _running_scan(session)
+    if running is not None:
+        if _alive(running, now):
+            refused = _busy(running)
+            session.rollback()
+            raise refused
+        running.status = "failed"
+        running.finished_at = now
+        running.error = _ABANDONED
+        session.flush()
+    row = DuplicateScan(
+        started_at=now,
+        status="running",
+        trigger=trigger,
+        started_by=actor.label,
+        threshold=threshold,
+    )
+    session.add(row)
+    try:
+        session.commit()
+    except IntegrityError:
+        # Another process recorded its running scan between our look and our write.
+        session.rollback()
+        running = _running_scan(session)
+        if running is None:
+            raise
+        refused = _busy(running)
+        session.rollback()
+        raise refused from None
+    return row.id
+
+
+def _record_failure(session: Session, scan_id: int, exc: BaseException, seconds: float) -> None:
+    reason = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+    try:
+        session.rollback()
+        session.execute(
+            update(DuplicateScan)
+            .where(DuplicateScan.id == scan_id, DuplicateScan.status == "running")
+            .values(status="failed", finished_at=utcnow(), seconds=round(seconds, 3), error=reason)
+            .execution_options(synchronize_session=False)
+        )
+        session.commit()
+    except Exception:  # the store itself may be what failed; the lease frees the row then
+        with contextlib.suppress(Exception):
+            session.rollback()
+        log.exception("could not record duplicate scan %s as failed", scan_id)
+
+
+def get_scan(session: Session, scan_id: int, actor: Actor) -> DuplicateScanRead:
+    """One scan of the history."""
+    require(actor, "identity", "read")
+    row = session.get(DuplicateScan, scan_id)
+    if row is None:
+        raise NotFound(f"Duplicate scan {scan_id} does not exist.")
+    return _scan_read(row)
+
+
+def list_scans(
+    session: Session, actor: Actor, *, offset: int = 0, limit: int = 20
+) -> DuplicateScanPage:
+    """A page of the scan history, newest first."""
+    require(actor, "identity", "read")
+    rows = list(
+        session.scalars(
+            select(DuplicateScan).order_by(DuplicateScan.id.desc()).offset(offset).limit(limit + 1)
+        )
+    )
+    return DuplicateScanPage(
+        items=[_scan_read(row) for row in rows[:limit]],
+        next_offset=offset + limit if len(rows) > limit else None,
+    )
+
+
+def _latest(session: Session, *statuses: str) -> DuplicateScan | None:
+    return session.scalars(
+        select(DuplicateScan)
+        .where(DuplicateScan.status.in_(statuses))
+        .order_by(DuplicateScan.finished_at.desc(), DuplicateScan.id.desc())
+        .limit(1)
+    ).first()
+
+
+def scan_schedule(
+    session: Session, actor: Actor, every_hours: float, *, now: datetime | None = None
+) -> ScanSchedule:
+    """Whether a scheduled scan is due: scheduled scans are on (``every_hours`` > 0), none is
+    running, the last finished scan (scheduled or not) ended ``every_hours`` ago or more (or
+    there is none), and the last failed one ended at least :data:`SCAN_RETRY` ago (or the
+    interval, if shorter), so that a scan that keeps failing is not retried all the time."""
+    require(actor, "identity", "read")
+    now = now or utcnow()
+    running = _running_scan(session)
+    if running is not None and not _alive(running, now):
+        running = None
+    last = _latest(session, "finished", "failed")
+    finished = _latest(session, "finished")
+    next_at: datetime | None = None
+    if every_hours > 0:
+        every = timedelta(hours=every_hours)
+        next_at = finished.finished_at + every if finished and finished.finished_at else now
+        if last is not None and last.status == "failed" and last.finished_at is not None:
+            next_at = max(next_at, last.finished_at + min(every, SCAN_RETRY))
+    return ScanSchedule(
+        every_hours=max(every_hours, 0),
+        next_at=next_at,
+        due=next_at is not None and running is None and next_at <= now,
+        running=_scan_read(running) if running is not None else None,
+        last=_scan_read(last) if last is not None else None,
+        last_finished=_scan_read(finished) if finished is not None else None,
+    )
+
+
+def run_scheduled_scan(
+    session: Session,
+    every_hours: float,
+    *,
+    settings: MatchSettings | None = None,
+    progress: Progress | None = None,
+) -> ScanResult | None:
+    """Scan as the scheduler if a scheduled scan is due (see :func:`scan_schedule`); none
+    when it is not, or when another process has just started one."""
+    if not scan_schedule(session, SCHEDULER, every_hours).due:
+        return None
+    try:
+        return scan_contacts(
+            session, SCHEDULER, settings=settings, progress=progress, trigger="scheduled"
+        )
+    except Conflict:
+        return None
 
 
 # ----------------------------------------------------------------------------- at creation

@@ -1,5 +1,5 @@
-"""JSON API for duplicate contacts: scan, the review queue, merge, undo, and the check a form
-makes before creating a contact."""
+"""JSON API for duplicate contacts: scan and the scan history, the review queue, merge, undo,
+and the check a form makes before creating a contact."""
 
 from __future__ import annotations
 
@@ -16,6 +16,8 @@ from ichigen.identity.duplicates import (
     DuplicatePairDetail,
     DuplicatePairRead,
     DuplicateQueuePage,
+    DuplicateScanPage,
+    DuplicateScanRead,
     MergeRequest,
     PairMergeRequest,
     PairStatus,
@@ -30,8 +32,29 @@ router = APIRouter(prefix="/identity", tags=["duplicates"])
 def scan_duplicates(session: DbSession, actor: ApiActor) -> ScanResult:
     """Scan every contact for likely duplicates (Splink, trained on the contacts themselves)
     and queue the pairs at or above the threshold. Pairs already queued are re-scored; pairs
-    already merged or marked not duplicates are never queued again."""
+    already merged or marked not duplicates are never queued again. The answer's `scan_id`
+    is the scan's entry in the history. 409 while another scan is running (one at a time,
+    whoever started it, the server's scheduled scans included)."""
     return service.scan_contacts(session, actor)
+
+
+@router.get("/duplicates/scans", response_model=DuplicateScanPage)
+def list_scans(
+    session: DbSession,
+    actor: ApiActor,
+    offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0,
+    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+) -> Response:
+    """The history of duplicate scans, newest first: when, who or what started it (`trigger`
+    manual or scheduled), running, finished with its counts, or failed with the reason.
+    Pass `next_offset` as `offset`."""
+    return json_body(service.list_scans(session, actor, offset=offset, limit=limit))
+
+
+@router.get("/duplicates/scans/{scan_id}", response_model=DuplicateScanRead)
+def get_scan(scan_id: RecordId, session: DbSession, actor: ApiActor) -> DuplicateScanRead:
+    """One duplicate scan of the history."""
+    return service.get_scan(session, scan_id, actor)
 
 
 @router.get("/duplicates", response_model=DuplicateQueuePage)

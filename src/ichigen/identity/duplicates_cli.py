@@ -1,5 +1,5 @@
-"""``ichigen duplicates …``: scan the contacts for duplicates, list the review queue, merge a
-pair or two contacts, mark a pair as not a duplicate, and undo a merge."""
+"""``ichigen duplicates …``: scan the contacts for duplicates, list the scan history and the
+review queue, merge a pair or two contacts, mark a pair as not a duplicate, and undo a merge."""
 
 from __future__ import annotations
 
@@ -48,10 +48,38 @@ def scan(
             progress=advance,
         )
     console.print(
-        f"{result.contacts} contacts scanned in {result.seconds:.1f} s: "
+        f"scan {result.scan_id}: {result.contacts} contacts scanned in {result.seconds:.1f} s: "
         f"{result.candidates} pairs ≥ {result.threshold}, {result.queued} newly queued, "
-        f"{result.updated} re-scored, {result.already_decided} already decided"
+        f"{result.updated} re-scored, {result.already_decided} already decided, "
+        f"{result.withdrawn} no longer found"
     )
+
+
+@duplicates.command("scans")
+def scans(
+    limit: Annotated[int, typer.Option(min=1, max=100, help="At most this many.")] = 20,
+    as_user: AsOption = None,
+) -> None:
+    """The latest scans, newest first: when, how started, and what each found or why it
+    failed."""
+    with db_session() as session:
+        page = service.list_scans(session, acting_user(session, as_user), limit=limit)
+    table = Table(
+        "scan", "started (UTC)", "trigger", "by", "status", "contacts", "pairs", "new", "seconds"
+    )
+    table.columns[1].no_wrap = True
+    for scan in page.items:
+        status = scan.status if scan.error is None else f"{scan.status}: {scan.error}"
+        table.add_row(
+            str(scan.id),
+            f"{scan.started_at:%Y-%m-%d %H:%M:%S}",
+            scan.trigger,
+            scan.started_by,
+            status,
+            *("" if n is None else str(n) for n in (scan.contacts, scan.candidates, scan.queued)),
+            "" if scan.seconds is None else f"{scan.seconds:.1f}",
+        )
+    console.print(table)
 
 
 @duplicates.command("list")

@@ -1,5 +1,6 @@
 """Duplicate contact pages: the review queue side by side (merge, not a duplicate), undo of a
-merge, and the warning partial the contact form asks for while a contact is typed in."""
+merge, the last and next scan, and the warning partial the contact form asks for while a
+contact is typed in."""
 
 from __future__ import annotations
 
@@ -55,6 +56,12 @@ COMPARISON_LABELS: dict[str, str] = {
     "city": N_("City"),
     "postcode": N_("Postal code"),
     "region": N_("Prefecture / region"),
+}
+
+#: How a scan was started.
+TRIGGER_LABELS: dict[str, str] = {
+    "manual": N_("started by hand"),
+    "scheduled": N_("scheduled"),
 }
 
 #: Why the contact form's check found a contact.
@@ -168,6 +175,8 @@ def _render_queue(
             "merge": merge if merge is not None and merge.status == "merged" else None,
             "problem": problem,
             "scan": scan,
+            "schedule": service.scan_schedule(session, ui.actor, ui.settings.duplicates_scan_hours),
+            "triggers": TRIGGER_LABELS,
         },
         status_code=status_code,
     )
@@ -187,7 +196,19 @@ def duplicate_queue(
 @router.post("/scan")
 def scan(ui: SignedIn, session: DbSession) -> Response:
     """Scan every contact now and show the queue with what the scan found."""
-    result = service.scan_contacts(session, ui.actor)
+    try:
+        result = service.scan_contacts(session, ui.actor)
+    except Conflict:
+        return _render_queue(
+            ui,
+            session,
+            0,
+            problem=N_(
+                "Another scan is running. Its pairs appear here when it has finished; "
+                "reload this page in a few minutes."
+            ),
+            status_code=409,
+        )
     return _render_queue(ui, session, 0, scan=result)
 
 

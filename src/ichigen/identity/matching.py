@@ -27,12 +27,16 @@ from typing import Any, Final, Literal
 
 import duckdb
 import pyarrow as pa
+import splink.comparison_level_library as cll
 import splink.comparison_library as cl
 from splink import Linker, SettingsCreator, block_on
 from splink.backends.duckdb import DuckDBAPI
 from splink.blocking_rule_library import CustomRule
 from splink.internals.blocking_rule_creator import BlockingRuleCreator
+from splink.internals.column_expression import ColumnExpression
 from splink.internals.comparison_creator import ComparisonCreator
+from splink.internals.comparison_level_creator import ComparisonLevelCreator
+from splink.internals.constants import LEVEL_NOT_OBSERVED_TEXT
 from splink.internals.exceptions import EMTrainingException
 
 from ichigen.core.normalise import normalise_phone
@@ -59,6 +63,11 @@ MATCH_FIELDS: Final = (
 #: The name of the comparison that compares first and last name together.
 NAME_COMPARISON: Final = "name"
 NAME_FIELDS: Final = frozenset({"first_name", "last_name"})
+#: Fields scored inside the name comparison when the records have first and last names.
+_IN_NAME: Final = NAME_FIELDS | {"name_kana"}
+#: The comparison of street, postcode, city and region together, and those fields.
+ADDRESS_COMPARISON: Final = "address"
+ADDRESS_FIELDS: Final = frozenset({"postcode", "city", "region"})
 
 _LEFT: Final = "records_left"
 _RIGHT: Final = "records_right"
@@ -197,18 +206,29 @@ def _prepare(
 ) -> tuple[list[pa.Table], list[str]]:
     """Normalised Arrow tables with the fields that hold a value somewhere, and those fields."""
     normalisers = _normalisers(settings)
+    # Names, cities and regions repeat across a base: each distinct value is normalised once.
+    memos: dict[str, dict[object, object]] = {field: {None: None} for field in MATCH_FIELDS}
     normalised: list[dict[str, list[object]]] = []
     for rows in tables:
-        columns: dict[str, list[object]] = {"id": []}
-        columns.update({field: [] for field in MATCH_FIELDS})
-        for row in rows:
-            if row.get("id") is None:
-                raise MatchingError("every record needs an 'id'")
-            columns["id"].append(str(row["id"]))
-            for field in MATCH_FIELDS:
-                columns[field].append(normalisers[field](row.get(field)))
+        ids = [row.get("id") for row in rows]
+        if any(value is None for value in ids):
+            raise MatchingError("every record needs an 'id'")
+        columns: dict[str, list[object]] = {"id": [str(value) for value in ids]}
         if len(set(columns["id"])) != len(columns["id"]):
             raise MatchingError("record ids must be unique within a table")
+        for field in MATCH_FIELDS:
+            normalise, memo = normalisers[field], memos[field]
+            values: list[object] = []
+            for row in rows:
+                raw = row.get(field)
+                try:
+                    value = memo[raw]
+                except KeyError:
+                    value = memo[raw] = normalise(raw)
+                except TypeError:  # an unhashable value: normalised without the memo
+                    value = normalise(raw)
+                values.append(value)
+            columns[field] = values
         normalised.append(columns)
     present = [
         field
@@ -239,21 +259,154 @@ def _prepare(
 # --- the model -----------------------------------------------------------------------------
 
 
+class _PersonName(ComparisonCreator):
+    """First and last name, with the reading (kana) as levels of the same comparison.
+
+    A reading follows from the written name almost always, so two records with one name
+    nearly always share the reading too: scored as two comparisons, one agreement would
+    count twice. Here the reading speaks only where the written names differ (another
+    kanji for the same name, a typo in one of them). Swapped first and last names, common
+    when Japanese names are entered in either order, have a level of their own.
+    """
+
+    def __init__(self, *, reading: bool) -> None:
+        columns: dict[str, str | ColumnExpression] = {
+            "forename": "first_name",
+            "surname": "last_name",
+            "full": "full_name",
+        }
+        if reading:
+            columns["reading"] = "name_kana"
+        super().__init__(columns)
+
+    def create_comparison_levels(self) -> list[ComparisonLevelCreator]:
+        first = self.col_expressions["forename"]
+        last = self.col_expressions["surname"]
+        full = self.col_expressions["full"]
+        reading = self.col_expressions.get("reading")
+        nothing: ComparisonLevelCreator = cll.And(cll.NullLevel(first), cll.NullLevel(last))
+        if reading is not None:
+            nothing = cll.And(nothing, cll.NullLevel(reading))
+        # Starting m values (how often one person's two records fall at each level), kept
+        # when no EM session trains the names (only a date-of-birth block does): a typo or
+        # another spelling is uncommon, a different name rarer still.
+        levels: list[ComparisonLevelCreator] = [
+            nothing,
+            # A shared common name says less than a shared rare one.
+            cll.ExactMatchLevel(full).configure(
+                tf_adjustment_column="full_name", m_probability=0.8
+            ),
+            cll.ColumnsReversedLevel(first, last, symmetrical=True).configure(m_probability=0.02),
+        ]
+        levels.extend(
+            cll.And(
+                cll.JaroWinklerLevel(first, threshold), cll.JaroWinklerLevel(last, threshold)
+            ).configure(m_probability=m)
+            for threshold, m in ((0.92, 0.08), (0.88, 0.03))
+        )
+        if reading is not None:
+            levels.append(
+                cll.ExactMatchLevel(reading).configure(
+                    tf_adjustment_column="name_kana", m_probability=0.03
+                )
+            )
+            levels.append(cll.JaroWinklerLevel(reading, 0.92).configure(m_probability=0.01))
+        levels.append(
+            cll.ExactMatchLevel(last).configure(
+                tf_adjustment_column="last_name", m_probability=0.01
+            )
+        )
+        levels.append(
+            cll.ExactMatchLevel(first).configure(
+                tf_adjustment_column="first_name", m_probability=0.005
+            )
+        )
+        levels.append(cll.ElseLevel().configure(m_probability=0.005))
+        return levels
+
+    def create_output_column_name(self) -> str:
+        return NAME_COMPARISON
+
+
+class _Email(ComparisonCreator):
+    """E-mail addresses: the same address, the same user name, a similar user name.
+
+    Splink's e-mail comparison also has a level for similar whole addresses, which two
+    colleagues' addresses reach through their shared company domain alone; it is left out.
+    """
+
+    def __init__(self) -> None:
+        super().__init__("email")
+
+    def create_comparison_levels(self) -> list[ComparisonLevelCreator]:
+        email = self.col_expression
+        user = email.regex_extract("^[^@]+")
+        return [
+            cll.NullLevel(email),
+            cll.ExactMatchLevel(email).configure(label_for_charts="Exact match on email"),
+            cll.ExactMatchLevel(user).configure(label_for_charts="Exact match on username"),
+            cll.JaroWinklerLevel(user, 0.88).configure(
+                label_for_charts="Jaro-Winkler >0.88 on username"
+            ),
+            cll.ElseLevel(),
+        ]
+
+    def create_output_column_name(self) -> str:
+        return "email"
+
+
+class _Address(ComparisonCreator):
+    """Street, postcode, city and region as one comparison.
+
+    They describe one place: two records at one address agree on all four, and scored as
+    four comparisons the one agreement counted four times. That made colleagues at their
+    company's address (or a family at home) look like one person whatever their names.
+    """
+
+    def __init__(self, fields: Sequence[str]) -> None:
+        super().__init__({field: field for field in fields})
+
+    def create_comparison_levels(self) -> list[ComparisonLevelCreator]:
+        col = self.col_expressions
+        street, postcode = col.get("street"), col.get("postcode")
+        city, region = col.get("city"), col.get("region")
+        levels: list[ComparisonLevelCreator] = [
+            cll.And(*(cll.NullLevel(expression) for expression in col.values()))
+        ]
+        if street is not None and postcode is not None:
+            levels.append(
+                cll.And(cll.ExactMatchLevel(street), cll.ExactMatchLevel(postcode)).configure(
+                    tf_adjustment_column="street"
+                )
+            )
+        if street is not None:
+            near: list[ComparisonLevelCreator] = [cll.JaroWinklerLevel(street, 0.9)]
+            same_area = [cll.ExactMatchLevel(c) for c in (postcode, city) if c is not None]
+            if same_area:
+                near.append(cll.Or(*same_area) if len(same_area) > 1 else same_area[0])
+            levels.append(cll.And(*near) if len(near) > 1 else near[0])
+            levels.append(cll.ExactMatchLevel(street).configure(tf_adjustment_column="street"))
+        if postcode is not None:
+            levels.append(cll.ExactMatchLevel(postcode).configure(tf_adjustment_column="postcode"))
+            levels.append(cll.LevenshteinLevel(postcode, 1))
+        if city is not None:
+            levels.append(cll.ExactMatchLevel(city).configure(tf_adjustment_column="city"))
+        if region is not None:
+            levels.append(cll.ExactMatchLevel(region).configure(tf_adjustment_column="region"))
+        levels.append(cll.ElseLevel())
+        return levels
+
+    def create_output_column_name(self) -> str:
+        return ADDRESS_COMPARISON
+
+
 def _comparisons(present: Sequence[str]) -> list[ComparisonCreator]:
-    """One comparison per field (first and last name together), each with graded levels."""
+    """One comparison per field (names and reading together), each with graded levels."""
     has = set(present)
     comparisons: list[ComparisonCreator] = []
-    if {"first_name", "last_name"} <= has:
-        # Handles swapped first and last names, common when Japanese names are entered in
-        # either order.
-        comparisons.append(
-            cl.ForenameSurnameComparison(
-                "first_name",
-                "last_name",
-                jaro_winkler_thresholds=[0.92, 0.88],
-                forename_surname_concat_col_name="full_name",
-            ).configure(term_frequency_adjustments=True)
-        )
+    names_together = {"first_name", "last_name"} <= has
+    if names_together:
+        comparisons.append(_PersonName(reading="name_kana" in has))
     else:
         comparisons.extend(
             cl.NameComparison(field).configure(term_frequency_adjustments=True)
@@ -264,7 +417,7 @@ def _comparisons(present: Sequence[str]) -> list[ComparisonCreator]:
         "name_kana": cl.JaroWinklerAtThresholds("name_kana", [0.92, 0.8]).configure(
             term_frequency_adjustments=True
         ),
-        "email": cl.EmailComparison("email"),
+        "email": _Email(),
         "phone": cl.LevenshteinAtThresholds("phone", [1, 2]),
         "date_of_birth": cl.DateOfBirthComparison(
             "date_of_birth",
@@ -290,12 +443,19 @@ def _comparisons(present: Sequence[str]) -> list[ComparisonCreator]:
             term_frequency_adjustments=True
         ),
     }
-    comparisons.extend(graded[field] for field in present if field in graded)
+    skip = {"name_kana"} if names_together else set()
+    address = [field for field in ADDRESS_FIELDS if field in has]
+    if address:
+        comparisons.append(_Address(address))
+        skip |= ADDRESS_FIELDS
+    comparisons.extend(graded[field] for field in present if field in graded and field not in skip)
     return comparisons
 
 
 #: Candidate-generating rules as the fields they need equal; a pair is scored when any
-#: rule whose fields are present admits it. Pairs of fields keep blocks small on large bases.
+#: rule whose fields are present admits it. Pairs of fields keep blocks small on large bases;
+#: a rule whose blocks grow with the base (a family name in a city holds thousands of
+#: people in a million contacts) would make the scan quadratic, so none such is here.
 _PREDICTION_BLOCKS: Final = (
     ("first_name", "last_name"),
     ("last_name", "date_of_birth"),
@@ -310,8 +470,6 @@ _PREDICTION_BLOCKS: Final = (
     ("date_of_birth", "street"),
     ("last_name", "postcode"),
     ("first_name", "postcode"),
-    ("last_name", "city"),
-    ("first_name", "city"),
     ("last_name", "street"),
     ("first_name", "street"),
     ("street", "postcode"),
@@ -319,14 +477,18 @@ _PREDICTION_BLOCKS: Final = (
     ("last_name", "company"),
 )
 
-#: Rules for expectation-maximisation: each leaves the fields it blocks on to the other.
+#: Rules for expectation-maximisation, in order of preference; each leaves the fields it
+#: blocks on to the other session. The first :data:`_EM_SESSIONS` that train are used. No
+#: rule blocks on an address, a company or a phone number: colleagues share those, and EM
+#: would learn "colleague" instead of "same person". Without a date of birth the names keep
+#: their starting m values (see ``_PersonName``).
 _TRAINING_BLOCKS: Final = (
     ("first_name", "last_name"),
     ("date_of_birth",),
-    ("email",),
-    ("postcode",),
-    ("phone",),
 )
+_EM_SESSIONS: Final = 2
+#: The least m probability a level keeps after training (see :func:`_floor_m`).
+_M_FLOOR: Final = 1e-3
 
 #: Rules that admit almost no false positives; their hit count sets the prior.
 _DETERMINISTIC_BLOCKS: Final = (
@@ -395,11 +557,52 @@ def _train(linker: Linker, present: Sequence[str], settings: MatchSettings, pair
     linker.training.estimate_u_using_random_sampling(
         max_pairs=settings.u_max_pairs, seed=settings.seed
     )
-    for fields in _blocks(_TRAINING_BLOCKS, present)[:2]:
-        _expectation_maximisation(linker, fields)
+    _bound_unseen_u(linker, min(settings.u_max_pairs, pairs))
+    # Two sessions, each leaving the fields it blocks on to the other. A block that finds
+    # no pairs, or that EM cannot train on, gives way to the next one.
+    trained = 0
+    for fields in _blocks(_TRAINING_BLOCKS, present):
+        if trained == _EM_SESSIONS:
+            break
+        trained += _expectation_maximisation(linker, fields)
+    _floor_m(linker)
 
 
-def _expectation_maximisation(linker: Linker, fields: tuple[str, ...]) -> None:
+def _bound_unseen_u(linker: Linker, sampled: float) -> None:
+    """Give levels that no random pair reached the u probability the sample can vouch for.
+
+    Two random contacts practically never share a phone number or an e-mail user name, so
+    the random sample holds no such pair and Splink falls back to a generic default u (about
+    1 in 1,000), which makes an exact phone match count for less than a shared full name.
+    Not seen in ``sampled`` random pairs means a u of at most about ``1 / sampled``.
+    """
+    bound = 1 / max(sampled, 1.0)
+    for comparison in linker._settings_obj.comparisons:
+        for level in comparison.comparison_levels:
+            if level.is_null_level or level._is_else_level:
+                continue
+            if level._u_probability in (None, LEVEL_NOT_OBSERVED_TEXT):
+                level.u_probability = bound
+
+
+def _floor_m(linker: Linker) -> None:
+    """Keep every trained m probability at or above :data:`_M_FLOOR`.
+
+    EM drives the m of a level it saw no duplicate reach towards zero (1e-50 and below),
+    which would make a pair at that level impossible whatever else agrees: one typo in a
+    field the training duplicates never had wrong would hide a real duplicate. At the floor
+    such a level still counts strongly against a match, but not infinitely.
+    """
+    for comparison in linker._settings_obj.comparisons:
+        for level in comparison.comparison_levels:
+            if level.is_null_level:
+                continue
+            m = level.m_probability
+            if m is not None and m < _M_FLOOR:
+                level.m_probability = _M_FLOOR
+
+
+def _expectation_maximisation(linker: Linker, fields: tuple[str, ...]) -> bool:
     """One EM session blocked on ``fields``; on failure the model keeps its previous m values.
 
     Splink 5.0 refuses an m probability that EM drives to exactly 0.0 (it happens when every
@@ -413,11 +616,13 @@ def _expectation_maximisation(linker: Linker, fields: tuple[str, ...]) -> None:
         linker.training.estimate_parameters_using_expectation_maximisation(
             block_on(*fields), estimate_without_term_frequencies=True
         )
+        return True
     except (ValueError, EMTrainingException) as error:
         # EMTrainingException: the block admits no pair at all, as blocking on email does on
         # a CRM's contacts, whose addresses are unique.
         linker._settings_obj.core_model_settings = before
         logger.warning("EM blocked on %s skipped: %s", ", ".join(fields), error)
+        return False
 
 
 def _contributions(row: Mapping[str, Any], columns: Mapping[str, str]) -> dict[str, float]:
@@ -431,8 +636,16 @@ def _contributions(row: Mapping[str, Any], columns: Mapping[str, str]) -> dict[s
 def _comparison_columns(present: Sequence[str]) -> dict[str, str]:
     """Reported comparison name -> Splink's output column name for it."""
     together = {"first_name", "last_name"} <= set(present)
-    columns = {NAME_COMPARISON: "first_name_last_name"} if together else {}
-    columns.update({field: field for field in present if not together or field not in NAME_FIELDS})
+    columns = {NAME_COMPARISON: NAME_COMPARISON} if together else {}
+    if ADDRESS_FIELDS & set(present):
+        columns[ADDRESS_COMPARISON] = ADDRESS_COMPARISON
+    columns.update(
+        {
+            field: field
+            for field in present
+            if field not in ADDRESS_FIELDS and not (together and field in _IN_NAME)
+        }
+    )
     return columns
 
 

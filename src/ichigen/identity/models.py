@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Float, ForeignKey, Index, String, UniqueConstraint
+from sqlalchemy import Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from ichigen.core.db import Base, IdType, JsonType, UTCDateTime
@@ -138,3 +138,46 @@ class DuplicatePair(Base):
     decided_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     decided_by: Mapped[str | None] = mapped_column(String(320))
     merge_id: Mapped[int | None] = mapped_column(IdType)
+
+
+class DuplicateScan(Base):
+    """One scan of the whole contact base for duplicates: who or what started it, and its outcome.
+
+    At most one row is ``running`` at a time (a partial unique index): that is how two server
+    workers, or a worker and the CLI, never scan at once. A running scan marks itself alive
+    (``heartbeat_at``) every minute, so that the row of one whose process died stops blocking.
+    """
+
+    __tablename__ = "contact_duplicate_scans"
+    __table_args__ = (
+        Index(
+            "uq_contact_duplicate_scans_running",
+            "status",
+            unique=True,
+            sqlite_where=text("status = 'running'"),
+            postgresql_where=text("status = 'running'"),
+        ),
+        Index("ix_contact_duplicate_scans_status_finished_at", "status", "finished_at"),
+    )
+
+    id: Mapped[int] = mapped_column(IdType, primary_key=True)
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    #: The last sign of life of a running scan.
+    heartbeat_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    #: running, finished or failed.
+    status: Mapped[str] = mapped_column(String(10))
+    #: manual (a person, the API or the CLI) or scheduled (the server's own timer).
+    trigger: Mapped[str] = mapped_column(String(10))
+    started_by: Mapped[str] = mapped_column(String(320))
+    #: The counts of ``ScanResult``; empty until the scan finishes.
+    contacts: Mapped[int | None] = mapped_column(Integer)
+    candidates: Mapped[int | None] = mapped_column(Integer)
+    queued: Mapped[int | None] = mapped_column(Integer)
+    updated: Mapped[int | None] = mapped_column(Integer)
+    already_decided: Mapped[int | None] = mapped_column(Integer)
+    withdrawn: Mapped[int | None] = mapped_column(Integer)
+    threshold: Mapped[float] = mapped_column(Float)
+    seconds: Mapped[float | None] = mapped_column(Float)
+    #: Why a failed scan failed.
+    error: Mapped[str | None] = mapped_column(Text)

@@ -9,9 +9,12 @@ The work is columnar. Identifier and edge ids are read into numpy arrays through
 connection, by key ranges aggregated into one value each (a ``group_concat`` on SQLite, a
 ``bytea`` of ``int8send`` values on PostgreSQL); the components come from
 ``scipy.sparse.csgraph.connected_components``; only what changes is written, through
-temporary tables and set-based ``UPDATE`` / ``INSERT … SELECT`` statements, in the caller's
-transaction. The outcome depends only on the stored graph, so two rebuilds give the same
-result and a rebuild of a consistent graph writes nothing.
+temporary tables and set-based ``UPDATE … FROM`` / ``INSERT … SELECT`` statements, in the
+caller's transaction (on SQLite the temporary tables are filled from JSON arrays through
+``json_each``, and when a fifth or more of the identifiers move, the index on their
+``person_id`` is dropped and built again around the update, inside the transaction). The
+outcome depends only on the stored graph, so two rebuilds give the same result and a
+rebuild of a consistent graph writes nothing.
 
 How each component gets its person:
 
@@ -58,6 +61,14 @@ Progress = Callable[[str, int, int], None]
 SOURCE_KIND = "rebuild"
 _FETCH = 200_000
 _WRITE_CHUNK = 200_000
+#: Rows of a SQLite temporary table inserted by one statement (one JSON array).
+_JSON_CHUNK = 1_000_000
+#: Ids sorted by age on SQLite from one JSON array, at most (well under SQLite's default
+#: limit of 1e9 bytes on one value); more go through a temporary table.
+_JSON_SORT_LIMIT = 20_000_000
+#: On SQLite, past this share of a table's rows changing an indexed column, the indexes on it
+#: are dropped and created again around the update.
+_REINDEX_SHARE = 0.2
 #: Key range read by one ``group_concat`` on SQLite.
 _SPAN = 1_000_000
 #: SQLite page cache while rebuilding (KiB, as ``PRAGMA cache_size`` takes it when negative).
@@ -101,7 +112,8 @@ class GraphPlan:
 
     A target person below zero is the ``-target - 1``-th entry of ``new_person_formers``
     (a person still to create); ``new_person_formers`` holds, for each, the person its
-    component's first identifier (by id) belonged to.
+    component's first identifier (by id) belonged to, and ``new_person_oldest`` its oldest
+    identifier (``created_at``, id).
     """
 
     identifiers: int
@@ -112,6 +124,7 @@ class GraphPlan:
     moved_targets: Ids
     moved_from: Ids
     new_person_formers: Ids
+    new_person_oldest: Ids
     merged_persons: Ids
     merge_survivors: Ids
     pointer_persons: Ids
@@ -149,14 +162,20 @@ def _pg_dtype(columns: int) -> np.dtype[Any]:
 
 
 def _read_columns(
-    session: Session, sql: str, columns: int, phase: str, total: int, progress: Progress
+    session: Session,
+    sql: str,
+    columns: int,
+    phase: str,
+    total: int,
+    progress: Progress,
+    params: Sequence[Any] = (),
 ) -> list[Ids]:
     """The integer columns of a query's rows on SQLite, row by row (no NULLs allowed)."""
     cursor = _dbapi(session).cursor()
     chunks: list[Ids] = []
     done = 0
     try:
-        cursor.execute(sql)
+        cursor.execute(sql, tuple(params))
         while batch := cursor.fetchmany(_FETCH):
             flat = itertools.chain.from_iterable(batch)
             chunks.append(np.fromiter(flat, dtype=np.int64, count=columns * len(batch)))
@@ -318,17 +337,43 @@ def _create_temp(session: Session, name: str, columns: dict[str, Ids], *, key: b
         )
         cursor = _dbapi(session).cursor()
         try:
-            marks = ", ".join("?" for _ in names)
-            for start in range(0, length, _WRITE_CHUNK):
-                stop = min(start + _WRITE_CHUNK, length)
-                cursor.executemany(
-                    f"INSERT INTO {name} VALUES ({marks})",
-                    zip(*(columns[c][start:stop].tolist() for c in names), strict=True),
-                )
+            _fill_sqlite_temp(cursor, name, [columns[c] for c in names], length)
         finally:
             cursor.close()
     if dialect == "postgresql":
         session.execute(text(f"ANALYZE {name}"))
+
+
+def _json_array(values: Ids) -> str:
+    """Integers as a JSON array, for SQLite's ``json_each``."""
+    return "[" + ",".join(map(str, values.tolist())) + "]"
+
+
+def _fill_sqlite_temp(cursor: Any, name: str, columns: list[Ids], length: int) -> None:
+    """Insert the arrays' rows into a SQLite temporary table.
+
+    One column, or two of values in ``[0, 2**31)``, go in as one JSON array per chunk, read
+    back by ``json_each`` (a pair packed into one integer): about twice as fast as
+    ``executemany``, which builds a tuple and binds parameters per row.
+    """
+    for start in range(0, length, _JSON_CHUNK):
+        stop = min(start + _JSON_CHUNK, length)
+        chunk = [column[start:stop] for column in columns]
+        if len(chunk) == 1 or (
+            len(chunk) == 2 and all(c.min() >= 0 and c.max() < 2**31 for c in chunk)
+        ):
+            packed = chunk[0] if len(chunk) == 1 else (chunk[0] << 32) | chunk[1]
+            values = "value" if len(chunk) == 1 else "value >> 32, value & 4294967295"
+            cursor.execute(
+                f"INSERT INTO {name} SELECT {values} FROM json_each(?)",
+                (_json_array(packed),),
+            )
+        else:
+            marks = ", ".join("?" for _ in chunk)
+            cursor.executemany(
+                f"INSERT INTO {name} VALUES ({marks})",
+                zip(*(c.tolist() for c in chunk), strict=True),
+            )
 
 
 def _drop_temp(session: Session, names: Iterable[str]) -> None:
@@ -340,10 +385,25 @@ def _ordered_by_age(session: Session, table: str, ids: Ids) -> Ids:
     """``ids`` (of ``table``'s rows) oldest first: by ``created_at``, then id."""
     if len(ids) == 0:
         return _EMPTY
+    postgres = session.get_bind().dialect.name == "postgresql"
+    if not postgres and len(ids) <= _JSON_SORT_LIMIT:
+        # No temporary table: the ids go in as one JSON array, walked in order, each row
+        # sought by rowid.
+        (ordered,) = _read_columns(
+            session,
+            f"SELECT r.id FROM json_each(?) j JOIN {table} r ON r.id = +j.value "
+            "ORDER BY r.created_at, r.id",
+            1,
+            "ages",
+            len(ids),
+            _no_progress,
+            (_json_array(ids),),
+        )
+        return ordered
     temp = f"ichigen_rebuild_age_{table}"
     _create_temp(session, temp, {"id": ids}, key=True)
     try:
-        if session.get_bind().dialect.name == "postgresql":
+        if postgres:
             with _dbapi(session).cursor() as cursor:
                 (ordered,) = _pg_aggregate(
                     cursor,
@@ -364,48 +424,6 @@ def _ordered_by_age(session: Session, table: str, ids: Ids) -> Ids:
     finally:
         _drop_temp(session, [temp])
     return ordered
-
-
-def _oldest_identifiers(session: Session, stored: Ids, effective: Ids, packable: bool) -> Ids:
-    """The oldest identifier id (``created_at``, id) of each distinct person in
-    ``effective``, given its identifiers' ``stored`` person ids."""
-    owners, first_member = np.unique(stored, return_index=True)
-    temp = "ichigen_rebuild_owners"
-    _create_temp(session, temp, {"id": owners}, key=True)
-    try:
-        found, oldest = _read_ranges(
-            session,
-            (
-                "t.id",
-                "(SELECT i.id FROM identity_identifiers i WHERE i.person_id = t.id "
-                "ORDER BY i.created_at, i.id LIMIT 1)",
-            ),
-            f"{temp} t",
-            "t.id",
-            "",
-            "ages",
-            _no_progress,
-            packable,
-        )
-    finally:
-        _drop_temp(session, [temp])
-    order = np.argsort(found, kind="stable")
-    found, oldest = found[order], oldest[order]
-    # Identifiers still on a merged person count for its survivor: of several stored owners
-    # of one survivor, the oldest of their oldest identifiers wins.
-    if not np.array_equal(found, owners):
-        raise RuntimeError("the identifiers changed while the rebuild read them")
-    survivors = effective[first_member]
-    if len(np.unique(survivors)) == len(survivors):
-        return oldest
-    candidates = np.sort(oldest)
-    by_age = _ordered_by_age(session, "identity_identifiers", candidates)
-    rank = np.empty(len(by_age), dtype=np.int64)
-    rank[np.searchsorted(candidates, by_age)] = np.arange(len(by_age))
-    candidate_rank = rank[np.searchsorted(candidates, oldest)]
-    order = np.lexsort((candidate_rank, survivors))
-    first = _first_per_group(survivors[order])
-    return oldest[order][first]
 
 
 # -- Planning ------------------------------------------------------------------------------
@@ -472,12 +490,6 @@ def _count_pairs(first: Ids, second: Ids) -> tuple[Ids, Ids, Ids]:
         return keys >> 32, keys & 0xFFFFFFFF, counts.astype(np.int64)
     pairs, counts = np.unique(np.stack([first, second]), axis=1, return_counts=True)
     return pairs[0], pairs[1], counts.astype(np.int64)
-
-
-def _first_per_group(groups: Ids) -> npt.NDArray[np.intp]:
-    """The index of the first occurrence of each distinct value, by value."""
-    _, first = np.unique(groups, return_index=True)
-    return first
 
 
 def plan_graph(
@@ -576,15 +588,25 @@ def plan_graph(
     claim = person_min.copy()
     multi_members = np.flatnonzero(person_multi[person_index])
     ages = 0.0
-    if len(multi_members):
-        asked = time.perf_counter()
-        oldest = _oldest_identifiers(
-            session, stored[multi_members], effective[multi_members], packable
-        )
-        ages += time.perf_counter() - asked
-        at, _ = locate(oldest)
-        claim[person_index[at]] = labels[at]
-    dirty_persons = np.unique(person_index[dirty])
+    # The identifiers of the persons spread over several components (those of the persons
+    # merged into them included), oldest first: every identifier of an unclaimed component
+    # is one of them, so this also gives each new person's oldest identifier.
+    asked = time.perf_counter()
+    aged, aged_ok = locate(
+        _ordered_by_age(session, "identity_identifiers", ident_ids[multi_members])
+    )
+    ages += time.perf_counter() - asked
+    if len(aged) != len(multi_members) or not aged_ok.all():
+        raise RuntimeError("the identifiers changed while the rebuild read them")
+    if len(aged):
+        # The first of each person's identifiers in age order: a minimum per person, no sort.
+        first_aged = np.full(len(persons), len(aged), dtype=np.int64)
+        np.minimum.at(first_aged, person_index[aged], np.arange(len(aged), dtype=np.int64))
+        oldest_at = aged[first_aged[first_aged < len(aged)]]
+        claim[person_index[oldest_at]] = labels[oldest_at]
+    is_dirty_person = np.zeros(len(persons), dtype=np.bool_)
+    is_dirty_person[person_index[dirty]] = True
+    dirty_persons = np.flatnonzero(is_dirty_person)
     claimed = claim[dirty_persons]
     claimants = np.bincount(claimed, minlength=components)
     owner = np.full(components, 0, dtype=np.int64)
@@ -620,6 +642,12 @@ def plan_graph(
 
     target = effective.copy()
     target[dirty] = owner[labels[dirty]]
+    # A new person's oldest identifier: the first, in age order, of those it gets.
+    to_new = aged[target[aged] < 0]
+    new_numbers, first_new = np.unique(-target[to_new] - 1, return_index=True)
+    if not np.array_equal(new_numbers, np.arange(len(unclaimed))):
+        raise RuntimeError("a new person's identifiers were not all read with their ages")
+    new_person_oldest = ident_ids[to_new[first_new]]
     moved = np.flatnonzero(target != stored)
     moved_targets = target[moved]
     moved_from = stored[moved]
@@ -651,6 +679,7 @@ def plan_graph(
         moved_targets=moved_targets,
         moved_from=moved_from,
         new_person_formers=new_person_formers,
+        new_person_oldest=new_person_oldest,
         merged_persons=losers,
         merge_survivors=survivors_of_losers,
         pointer_persons=pointer_persons,
@@ -716,16 +745,50 @@ def _new_person_ids(session: Session, count: int) -> Ids:
 
 def _update_from(session: Session, table: str, column: str, temp: str) -> None:
     """Set ``table.column`` to ``temp.person`` for the rows whose id is in ``temp.id``."""
-    if session.get_bind().dialect.name == "postgresql":
-        statement = f"UPDATE {table} SET {column} = t.person FROM {temp} t WHERE {table}.id = t.id"
-    else:
-        # SQLite would scan the whole table and look each row up in the temporary one;
-        # ``id IN (…)`` walks the temporary table and seeks the rows by rowid instead.
-        statement = (
-            f"UPDATE {table} SET {column} = (SELECT t.person FROM {temp} t "
-            f"WHERE t.id = {table}.id) WHERE id IN (SELECT id FROM {temp})"
+    # On SQLite the unary ``+`` keeps ``t.id`` from being used to seek the temporary table:
+    # without statistics the planner would scan the whole table and look each row up in the
+    # temporary one; so it walks the temporary table and seeks the rows by rowid.
+    plus = "" if session.get_bind().dialect.name == "postgresql" else "+"
+    session.execute(
+        text(f"UPDATE {table} SET {column} = t.person FROM {temp} t WHERE {table}.id = {plus}t.id")
+    )
+
+
+@contextmanager
+def _without_indexes_on(
+    session: Session, table: str, column: str, rows: int, total: int
+) -> Iterator[None]:
+    """On SQLite, when ``rows`` of ``total`` are to change ``column``, drop the indexes on it
+    for the duration and create them again after, in the same transaction.
+
+    Updating an index entry per row costs about five times what building the whole index
+    again costs per row, so past ``_REINDEX_SHARE`` of the rows rebuilding is faster. Other
+    connections read the snapshot from before the transaction, indexes included.
+    """
+    if session.get_bind().dialect.name != "sqlite" or rows < total * _REINDEX_SHARE:
+        yield
+        return
+    indexes = [
+        (name, sql)
+        for name, sql in session.execute(
+            text(
+                "SELECT name, sql FROM sqlite_master WHERE type = 'index' "
+                "AND tbl_name = :table AND sql IS NOT NULL ORDER BY name"
+            ),
+            {"table": table},
         )
-    session.execute(text(statement))
+        if column
+        in {info[2] for info in session.execute(text(f'PRAGMA index_info("{name}")')).fetchall()}
+    ]
+    for name, _sql in indexes:
+        session.execute(text(f'DROP INDEX "{name}"'))
+    try:
+        yield
+    finally:
+        # Also after a failed statement (SQLite undoes just that statement), so that a
+        # caller who commits anyway keeps the schema.
+        for _name, sql in indexes:
+            session.execute(text(sql))
 
 
 def _log_rows(
@@ -743,41 +806,21 @@ def _log_rows(
 
 
 def _write(session: Session, plan: GraphPlan, report: Progress) -> tuple[int, int]:
-    """Apply the plan; the new person count and the merge-log rows written."""
+    """Apply the plan; the new person count and the merge-log rows written.
+
+    The merge log gets its rows in the order merged, unmerged, split. The survivors'
+    ``first_seen`` and ``last_seen`` are updated before the new persons are inserted, which
+    take their ``last_seen`` from the person they came from (possibly such a survivor).
+    """
     now = utcnow()
     postgres = session.get_bind().dialect.name == "postgresql"
     no_details = "CAST('{}' AS JSONB)" if postgres else "'{}'"
     json_object = "jsonb_build_object" if postgres else "json_object"
 
     temps: list[str] = []
-    steps = 6
+    steps = 5
     report("writing", 0, steps)
     try:
-        new_ids = _new_person_ids(session, len(plan.new_person_formers))
-        if len(new_ids):
-            temps.append("ichigen_rebuild_new")
-            _create_temp(
-                session, temps[-1], {"other": new_ids, "person": plan.new_person_formers}, key=True
-            )
-            session.execute(
-                text(
-                    "INSERT INTO identity_persons (id, created_at, first_seen, last_seen) "
-                    "SELECT other, :now, :now, :now FROM ichigen_rebuild_new"
-                ).bindparams(bindparam("now", value=now, type_=UTCDateTime()))
-            )
-        targets = plan.moved_targets.copy()
-        negative = targets < 0
-        targets[negative] = new_ids[-targets[negative] - 1]
-        report("writing", 1, steps)
-
-        if len(targets):
-            temps.append("ichigen_rebuild_moves")
-            _create_temp(
-                session, temps[-1], {"id": plan.moved_identifier_ids, "person": targets}, key=True
-            )
-            _update_from(session, "identity_identifiers", "person_id", "ichigen_rebuild_moves")
-        report("writing", 2, steps)
-
         log_rows = 0
         if len(plan.merged_persons):
             temps.append("ichigen_rebuild_merges")
@@ -807,6 +850,54 @@ def _write(session: Session, plan: GraphPlan, report: Progress) -> tuple[int, in
                 no_details,
                 now,
             )
+        report("writing", 1, steps)
+
+        new_ids = _new_person_ids(session, len(plan.new_person_formers))
+        if len(new_ids):
+            temps.append("ichigen_rebuild_new")
+            _create_temp(
+                session,
+                temps[-1],
+                {
+                    "other": new_ids,
+                    "person": plan.new_person_formers,
+                    "oldest": plan.new_person_oldest,
+                },
+                key=True,
+            )
+            # A split-off person was first seen with its oldest identifier, and last seen
+            # when the person it came from was (as unmerge does).
+            session.execute(
+                text(
+                    "INSERT INTO identity_persons (id, created_at, first_seen, last_seen) "
+                    "SELECT n.other, :now, i.created_at, f.last_seen FROM ichigen_rebuild_new n "
+                    "JOIN identity_identifiers i ON i.id = n.oldest "
+                    "JOIN identity_persons f ON f.id = n.person"
+                ).bindparams(bindparam("now", value=now, type_=UTCDateTime()))
+            )
+            log_rows += _log_rows(
+                session,
+                "ichigen_rebuild_new",
+                "unmerged",
+                "'rebuild: identifiers not connected to the rest of person ' "
+                "|| CAST(t.person AS TEXT)",
+                no_details,
+                now,
+            )
+        targets = plan.moved_targets.copy()
+        negative = targets < 0
+        targets[negative] = new_ids[-targets[negative] - 1]
+        report("writing", 2, steps)
+
+        if len(targets):
+            temps.append("ichigen_rebuild_moves")
+            _create_temp(
+                session, temps[-1], {"id": plan.moved_identifier_ids, "person": targets}, key=True
+            )
+            with _without_indexes_on(
+                session, "identity_identifiers", "person_id", len(targets), plan.identifiers
+            ):
+                _update_from(session, "identity_identifiers", "person_id", "ichigen_rebuild_moves")
         report("writing", 3, steps)
 
         if len(plan.pointer_persons):
@@ -819,31 +910,6 @@ def _write(session: Session, plan: GraphPlan, report: Progress) -> tuple[int, in
             )
             _update_from(session, "identity_persons", "merged_into", "ichigen_rebuild_pointers")
         report("writing", 4, steps)
-
-        if len(new_ids):
-            # A split-off person was first seen with its oldest identifier, and last seen
-            # when the person it came from was (as unmerge does).
-            session.execute(
-                text(
-                    "UPDATE identity_persons SET first_seen = s.first_seen, "
-                    "last_seen = s.last_seen FROM (SELECT n.other AS id, "
-                    "min(i.created_at) AS first_seen, max(f.last_seen) AS last_seen "
-                    "FROM ichigen_rebuild_new n "
-                    "JOIN identity_identifiers i ON i.person_id = n.other "
-                    "JOIN identity_persons f ON f.id = n.person GROUP BY n.other) s "
-                    "WHERE identity_persons.id = s.id"
-                )
-            )
-            log_rows += _log_rows(
-                session,
-                "ichigen_rebuild_new",
-                "unmerged",
-                "'rebuild: identifiers not connected to the rest of person ' "
-                "|| CAST(t.person AS TEXT)",
-                no_details,
-                now,
-            )
-        report("writing", 5, steps)
 
         if len(plan.reassigned_to):
             temps.append("ichigen_rebuild_reassigned")
@@ -866,7 +932,7 @@ def _write(session: Session, plan: GraphPlan, report: Progress) -> tuple[int, in
                 f"{json_object}('identifiers', t.identifiers)",
                 now,
             )
-        report("writing", 6, steps)
+        report("writing", 5, steps)
     finally:
         _drop_temp(session, temps)
     session.flush()

@@ -16,16 +16,18 @@ import re
 import time
 from collections import defaultdict, deque
 from collections.abc import Callable, Sequence
-from datetime import datetime, timedelta
-from typing import Any
+from datetime import UTC, datetime, timedelta
+from typing import Any, cast
 
-from sqlalchemy import func, insert, or_, select, update
+import numpy as np
+import numpy.typing as npt
+from sqlalchemy import Table, bindparam, case, func, insert, literal, or_, select, update
 from sqlalchemy.orm import Session, aliased
 
 from ichigen.collect.store import EventStore
 from ichigen.core.audit import Actor, record_change
 from ichigen.core.clock import utcnow
-from ichigen.core.db import session_settings
+from ichigen.core.db import UTCDateTime, session_settings
 from ichigen.core.errors import Conflict, FieldError, NotFound, ValidationFailed
 from ichigen.core.query import ListField, Sort, decode_cursor, encode_cursor
 from ichigen.core.schemas import MAX_RECORD_ID, Page
@@ -116,11 +118,25 @@ def _separated(session: Session, person_ids: Sequence[int]) -> set[frozenset[int
     return {frozenset((int(a), int(b))) for a, b in rows}
 
 
-def _new_person(session: Session, now: datetime) -> int:
-    person_id = session.execute(
-        insert(Person).values(created_at=now, first_seen=now, last_seen=now).returning(Person.id)
-    ).scalar_one()
-    return int(person_id)
+def _new_person(session: Session, now: datetime, seen: datetime | None = None) -> int:
+    seen = seen or now
+    return int(
+        session.execute(
+            insert(Person)
+            .values(created_at=now, first_seen=seen, last_seen=seen)
+            .returning(Person.id)
+        ).scalar_one()
+    )
+
+
+def _seen_values(first: datetime, last: datetime) -> dict[str, Any]:
+    """``first_seen`` and ``last_seen`` moved outwards to include ``first`` and ``last``
+    (never inwards: a late event from an import does not make a person seen earlier)."""
+    lo, hi = literal(first, UTCDateTime()), literal(last, UTCDateTime())
+    return {
+        "first_seen": case((Person.first_seen > lo, lo), else_=Person.first_seen),
+        "last_seen": case((Person.last_seen < hi, hi), else_=Person.last_seen),
+    }
 
 
 def _log(
@@ -136,6 +152,7 @@ def resolve(
     identifiers: Sequence[tuple[str, str]],
     source: IdentitySource,
     rules: IdentityRules = DEFAULT_RULES,
+    seen: datetime | None = None,
 ) -> ResolveResult:
     """Link the identifiers of one message or record and return the person they belong to.
 
@@ -145,7 +162,8 @@ def resolve(
     identifiers of one type than ``rules`` allow. A refused merge or link is written to the
     merge log with its reason; a refused new identifier becomes a person of its own. Blocked
     values are dropped and listed. Malformed identifiers raise ``ValidationFailed`` and
-    change nothing.
+    change nothing. ``seen`` is when the message happened (default now): a new person's
+    first and last seen, and the person's last seen unless it was seen later already.
     """
     wanted, blocked = normalise_identifiers(identifiers, rules)
     if not wanted:
@@ -154,11 +172,14 @@ def resolve(
             [FieldError(("identifiers",), "no identifier with a usable value")],
         )
     now = utcnow()
+    seen = seen or now
     known = _lookup(session, wanted)
     involved = sorted({person for _, person in known.values()})
     if len(known) == len(wanted) and len(involved) == 1:
         # Everything is known and already one person (most events): nothing to link.
-        session.execute(update(Person).where(Person.id == involved[0]).values(last_seen=now))
+        session.execute(
+            update(Person).where(Person.id == involved[0]).values(**_seen_values(seen, seen))
+        )
         return ResolveResult(
             person_id=involved[0], created=False, merged_person_ids=[], rejected=[], blocked=blocked
         )
@@ -226,7 +247,7 @@ def resolve(
 
     created = not accepted
     accepted.sort(key=lambda p: (persons[p].created_at, p))
-    survivor = accepted[0] if accepted else _new_person(session, now)
+    survivor = accepted[0] if accepted else _new_person(session, now, seen)
     merged = accepted[1:]
     if merged:
         session.execute(
@@ -239,9 +260,9 @@ def resolve(
             .where(or_(Person.id.in_(merged), Person.merged_into.in_(merged)))
             .values(merged_into=survivor)
         )
-    first_seen = min([persons[p].first_seen for p in accepted], default=now)
+    first_seen = min([persons[p].first_seen for p in accepted] + [seen])
     session.execute(
-        update(Person).where(Person.id == survivor).values(first_seen=first_seen, last_seen=now)
+        update(Person).where(Person.id == survivor).values(**_seen_values(first_seen, seen))
     )
 
     # New identifiers: those accepted join the survivor, each refused one is a person alone.
@@ -250,7 +271,7 @@ def resolve(
     ]
     loners: dict[Identifier, int] = {}
     for identifier, _ in new_refused:
-        loners[identifier] = _new_person(session, now)
+        loners[identifier] = _new_person(session, now, seen)
         rows.append(
             {
                 "type": identifier.type,
@@ -625,8 +646,8 @@ class KnownIdentifiers:
         self._persons: dict[tuple[str, str], int] = {}
         #: The id of the newest unmerge or rebuild entry of the merge log this memory saw.
         self.split_mark: int | None = None
-        #: When this process last set each person's last seen.
-        self._touched: dict[int, datetime] = {}
+        #: The first and last seen (microseconds) this process last wrote for each person.
+        self._spans: dict[int, tuple[int, int]] = {}
 
     def __len__(self) -> int:
         return len(self._persons)
@@ -651,28 +672,55 @@ class KnownIdentifiers:
             return True
         return False
 
-    def due_for_touch(self, person_ids: Sequence[int], now: datetime) -> list[int]:
-        """Those of these persons whose last seen this memory has not set within
-        ``TOUCH_EVERY``; they are taken as set now."""
+    def due_for_touch(
+        self, person_ids: Sequence[int], firsts: Sequence[int], lasts: Sequence[int]
+    ) -> list[tuple[int, int, int]]:
+        """``(person, first, last)`` for those of these persons (with the first and last
+        time, in microseconds, their messages here happened) whose first or last seen this
+        memory has not set that far: a message earlier than the first seen it wrote, or
+        ``TOUCH_EVERY`` later than the last seen. They are taken as written."""
         if not self.capacity:
-            return list(person_ids)
-        touched = self._touched
-        if len(touched) + len(person_ids) > self.capacity:
-            touched.clear()
+            return list(zip(person_ids, firsts, lasts, strict=True))
+        spans = self._spans
+        if len(spans) + len(person_ids) > self.capacity:
+            spans.clear()
         due = []
-        for person_id in person_ids:
-            last = touched.get(person_id)
-            if last is None or now - last >= TOUCH_EVERY:
-                touched[person_id] = now
-                due.append(person_id)
+        for person_id, first, last in zip(person_ids, firsts, lasts, strict=True):
+            span = spans.get(person_id)
+            if span is None:
+                spans[person_id] = (first, last)
+            elif first < span[0] or last >= span[1] + _TOUCH_US:
+                spans[person_id] = (min(first, span[0]), max(last, span[1]))
+            else:
+                continue
+            due.append((person_id, first, last))
         return due
+
+    def written(self, person_id: int, first: int, last: int) -> None:
+        """Note the first and last seen just written for a new person."""
+        if self.capacity:
+            self._spans[person_id] = (first, last)
 
 
 #: How stale a person's last seen may be while its events keep arriving.
 TOUCH_EVERY = timedelta(seconds=60)
+_TOUCH_US = int(TOUCH_EVERY.total_seconds() * 1_000_000)
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+#: When each message happened: microseconds since the epoch, UTC.
+Times = npt.NDArray[np.int64]
+
+
+def micros(moment: datetime) -> int:
+    """A time as microseconds since the epoch (the unit of :data:`Times`)."""
+    return (moment - _EPOCH) // timedelta(microseconds=1)
+
+
+def _moment(value: int) -> datetime:
+    return _EPOCH + timedelta(microseconds=value)
+
 
 #: Merge-log actions after which remembered identifiers may name the wrong person.
-SPLIT_ACTIONS = ("unmerged", "split")
+SPLIT_ACTIONS = ("unmerged", "split", "purged")
 
 
 def _newest_split(session: Session) -> int | None:
@@ -745,6 +793,7 @@ def resolve_many(
     source_of: Callable[[int], IdentitySource],
     rules: IdentityRules = DEFAULT_RULES,
     known: KnownIdentifiers | None = None,
+    seen_at: Times | None = None,
 ) -> list[int | None]:
     """The person of each message (its raw identifier pairs), in order; ``source_of(i)``
     is where message ``i``'s links come from (asked only for messages that link).
@@ -753,9 +802,13 @@ def resolve_many(
     remembered in ``known`` need no query, the others are looked up together, messages of
     new visitors become new persons in one insert, and only messages that link known
     persons or add identifiers to one go through ``resolve``. Malformed and blocked values
-    are left out; a message with nothing that can link gets None. The caller commits.
+    are left out; a message with nothing that can link gets None. ``seen_at`` is when each
+    message happened (default: now); persons' first and last seen follow it. The caller
+    commits.
     """
     known = known if known is not None else KnownIdentifiers(0)
+    if seen_at is None:
+        seen_at = np.full(len(messages), micros(utcnow()), dtype=np.int64)
     if known.split_check_due():
         mark = _newest_split(session)
         if mark != known.split_mark:
@@ -777,7 +830,7 @@ def resolve_many(
         else:
             persons[index] = person
     if not pending:
-        _touch(session, persons, known)
+        _touch(session, persons, known, seen_at)
         return persons
 
     memo: dict[tuple[str, str], Identifier | None] = {}
@@ -792,9 +845,18 @@ def resolve_many(
     def create_fresh() -> None:
         if not fresh:
             return
+        spans: list[tuple[int, int]] = [(0, 0)] * len(fresh)
+        for index, group in waiting:
+            at = int(seen_at[index])
+            first, last = spans[group]
+            spans[group] = (at, at) if first == last == 0 else (min(first, at), max(last, at))
         # Created now, not at the batch's start: ``resolve`` ranks persons by creation
         # time, and one it created earlier in this batch must rank before these.
-        created = _create_persons(session, fresh, utcnow())
+        created = _create_persons(
+            session, fresh, utcnow(), [(_moment(a), _moment(b)) for a, b in spans]
+        )
+        for person_id, (first, last) in zip(created, spans, strict=True):
+            known.written(person_id, first, last)
         for group, person_id in enumerate(created):
             for identifier in fresh[group][0]:
                 where[identifier] = person_id
@@ -824,7 +886,13 @@ def resolve_many(
             continue
         else:
             create_fresh()
-            result = resolve(session, [(i.type, i.value) for i in identifiers], source, rules)
+            result = resolve(
+                session,
+                [(i.type, i.value) for i in identifiers],
+                source,
+                rules,
+                _moment(int(seen_at[index])),
+            )
             persons[index] = result.person_id
             for i, (_, person_id) in _lookup(session, identifiers).items():
                 where[i] = person_id
@@ -840,20 +908,23 @@ def resolve_many(
             if person is not None and all(where.get(i) == person for i in wanted[index]):
                 # Only pairs that link: a blocked value must never answer for a person.
                 known.remember([p for p in messages[index] if memo.get(p)], person)
-    _touch(session, persons, known)
+    _touch(session, persons, known, seen_at)
     return persons
 
 
 def _create_persons(
-    session: Session, groups: Sequence[tuple[list[Identifier], IdentitySource]], now: datetime
+    session: Session,
+    groups: Sequence[tuple[list[Identifier], IdentitySource]],
+    now: datetime,
+    seen: Sequence[tuple[datetime, datetime]],
 ) -> list[int]:
-    """New persons, one per group of new identifiers, with their identifiers and the edges
-    that join each group; their ids, in order."""
+    """New persons, one per group of new identifiers (first and last seen from ``seen``),
+    with their identifiers and the edges that join each group; their ids, in order."""
     person_ids = [
         int(p)
         for p in session.scalars(
             insert(Person).returning(Person.id, sort_by_parameter_order=True),
-            [{"created_at": now, "first_seen": now, "last_seen": now}] * len(groups),
+            [{"created_at": now, "first_seen": a, "last_seen": b} for a, b in seen],
         )
     ]
     rows = [
@@ -890,24 +961,57 @@ def _create_persons(
     return person_ids
 
 
+def _touch_statement() -> Any:
+    """One person's (or its survivor's) first and last seen moved out to ``lo`` and ``hi``."""
+    persons = cast(Table, Person.__table__)
+    other = persons.alias("merged")
+    survivor = (
+        select(func.coalesce(other.c.merged_into, other.c.id))
+        .where(other.c.id == bindparam("pid"))
+        .scalar_subquery()
+    )
+    lo, hi = bindparam("lo", type_=UTCDateTime()), bindparam("hi", type_=UTCDateTime())
+    return (
+        update(persons)
+        .where(persons.c.id == survivor)
+        .values(
+            first_seen=case((persons.c.first_seen > lo, lo), else_=persons.c.first_seen),
+            last_seen=case((persons.c.last_seen < hi, hi), else_=persons.c.last_seen),
+        )
+    )
+
+
+_TOUCH = _touch_statement()
+
+
 def _touch(
-    session: Session, persons: Sequence[int | None], known: KnownIdentifiers | None = None
+    session: Session,
+    persons: Sequence[int | None],
+    known: KnownIdentifiers | None,
+    seen_at: Times,
 ) -> None:
-    """Set ``last_seen`` of the surviving persons these messages resolved to; persons that
-    ``known`` saw touched within ``TOUCH_EVERY`` are left for a later batch (last seen is
-    kept to that precision, not rewritten for every event)."""
-    now = utcnow()
-    ids = sorted({p for p in persons if p is not None})
-    if known is not None:
-        ids = known.due_for_touch(ids, now)
-    for start in range(0, len(ids), _CHUNK):
-        chunk = ids[start : start + _CHUNK]
-        survivors = select(func.coalesce(Person.merged_into, Person.id)).where(Person.id.in_(chunk))
+    """Move the first and last seen of the surviving persons these messages resolved to
+    out to the messages' times. Persons whose span ``known`` wrote already covers them (last
+    seen within ``TOUCH_EVERY``) are left for a later batch: last seen is kept to that
+    precision, not rewritten for every event."""
+    ids = np.fromiter((-1 if p is None else p for p in persons), dtype=np.int64, count=len(persons))
+    kept = ids >= 0
+    if not kept.any():
+        return
+    order = np.argsort(ids[kept], kind="stable")
+    by_person, times = ids[kept][order], seen_at[kept][order]
+    starts = np.flatnonzero(np.r_[True, by_person[1:] != by_person[:-1]])
+    person_ids = by_person[starts].tolist()
+    firsts = np.minimum.reduceat(times, starts).tolist()
+    lasts = np.maximum.reduceat(times, starts).tolist()
+    if known is None:
+        due = list(zip(person_ids, firsts, lasts, strict=True))
+    else:
+        due = known.due_for_touch(person_ids, firsts, lasts)
+    if due:
         session.execute(
-            update(Person)
-            .where(Person.id.in_(survivors))
-            .values(last_seen=now)
-            .execution_options(synchronize_session=False)
+            _TOUCH,
+            [{"pid": p, "lo": _moment(a), "hi": _moment(b)} for p, a, b in due],
         )
 
 

@@ -9,11 +9,13 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
+import numpy as np
 import orjson
 import pyarrow as pa
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from ichigen.core.clock import utcnow
 from ichigen.identity import service as identity
 from ichigen.identity.normalise import DEFAULT_RULES, IdentityRules
 from ichigen.identity.schemas import IdentitySource
@@ -61,6 +63,13 @@ def message_identifiers(
     return pairs
 
 
+def _micros(column: pa.ChunkedArray) -> identity.Times:
+    """A timestamp column as microseconds since the epoch (a missing time counts as now)."""
+    values = column.cast(pa.timestamp("us", tz="UTC")).cast(pa.int64())
+    now = identity.micros(utcnow())
+    return np.asarray(values.fill_null(now).to_numpy(), dtype=np.int64)
+
+
 class EventAttribution:
     """The collector's ``Attribution``: resolves persons with a per-process memory of
     identifiers already seen, and records ``identify`` traits, in one transaction."""
@@ -90,11 +99,14 @@ class EventAttribution:
         raw_traits: list[str | None],
         message_ids: list[str],
         times: dict[int, datetime],
+        seen_at: identity.Times,
     ) -> list[int | None]:
         """One transaction: the persons, and the traits of the ``identify`` calls."""
         recorded: list[tuple[int, str]] = []
         with self._sessionmaker() as session:
-            persons = identity.resolve_many(session, messages, source_of, self._rules, self.known)
+            persons = identity.resolve_many(
+                session, messages, source_of, self._rules, self.known, seen_at
+            )
             observations: list[TraitObservation] = []
             for index, traits in traits_of.items():
                 person, raw = persons[index], raw_traits[index]
@@ -159,10 +171,12 @@ class EventAttribution:
             if wanted
             else {}
         )
+        # Every row's time as microseconds, without a datetime each: first and last seen.
+        seen_at = _micros(table.column("timestamp"))
         for attempt in (1, 2):
             try:
                 persons = self._resolve(
-                    messages, source_of, traits_of, raw_traits, message_ids, times
+                    messages, source_of, traits_of, raw_traits, message_ids, times, seen_at
                 )
                 break
             except Exception as exc:

@@ -11,21 +11,24 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from ichigen.collect import service as collect
 from ichigen.collect.schemas import EventRead
 from ichigen.collect.store import EventFilter, EventStore
 from ichigen.core.audit import Actor
+from ichigen.core.clock import utcnow
 from ichigen.core.errors import NotFound, PermissionDenied
 from ichigen.crm.activities import service as activities
 from ichigen.crm.contacts import service as contacts
 from ichigen.crm.contacts.schemas import ContactIdentifiers, ContactRead
+from ichigen.identity import retention
 from ichigen.identity import service as identity
+from ichigen.identity.models import IdentityIdentifier
 from ichigen.identity.normalise import DEFAULT_RULES, IdentityRules
 from ichigen.identity.schemas import IdentitySource, PersonRead
 from ichigen.profiles.models import ProfileSyncMark, ProfileTrait, ProfileTraitChange
@@ -424,3 +427,66 @@ def tracked_consent(events: Sequence[EventRead]) -> tuple[dict[str, Any] | None,
         if event.consent:
             return event.consent, event.timestamp
     return None, None
+
+
+def purge_anonymous_profiles(
+    session: Session,
+    days: int,
+    *,
+    now: datetime | None = None,
+    batch: int = 5_000,
+    dry_run: bool = False,
+) -> retention.PurgeResult:
+    """Remove anonymous profiles (never identified) not seen for ``days`` days, with their
+    traits and trait history, a batch per transaction. Commits each batch. With ``dry_run``
+    nothing is removed and the counts say what would be."""
+    if days < 1:
+        raise ValueError("days must be at least 1")
+    seen_before = (now or utcnow()) - timedelta(days=days)
+    if dry_run:
+        survivors = retention.stale_anonymous(session, seen_before, limit=10**9)
+        absorbed = retention.merged_into(session, survivors)
+        count = (
+            session.scalar(
+                select(func.count())
+                .select_from(IdentityIdentifier)
+                .where(IdentityIdentifier.person_id.in_(survivors))
+            )
+            if survivors
+            else 0
+        )
+        return retention.PurgeResult(
+            profiles=len(survivors),
+            persons=len(survivors) + len(absorbed),
+            identifiers=int(count or 0),
+            edges=0,
+            seen_before=seen_before,
+            dry_run=True,
+        )
+    total = retention.PurgeResult(
+        profiles=0, persons=0, identifiers=0, edges=0, seen_before=seen_before
+    )
+    while True:
+        survivors = retention.stale_anonymous(session, seen_before, batch)
+        if not survivors:
+            break
+        persons = [*survivors, *retention.merged_into(session, survivors)]
+        for start in range(0, len(persons), 500):
+            chunk = persons[start : start + 500]
+            session.execute(
+                delete(ProfileTraitChange).where(ProfileTraitChange.person_id.in_(chunk))
+            )
+            session.execute(delete(ProfileTrait).where(ProfileTrait.person_id.in_(chunk)))
+        done = retention.purge_persons(session, survivors, seen_before)
+        session.commit()
+        total = total.model_copy(
+            update={
+                "profiles": total.profiles + done.profiles,
+                "persons": total.persons + done.persons,
+                "identifiers": total.identifiers + done.identifiers,
+                "edges": total.edges + done.edges,
+            }
+        )
+        if len(survivors) < batch:
+            break
+    return total

@@ -6,11 +6,12 @@ import asyncio
 import contextlib
 import logging
 import sys
+import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
-from anyio import to_thread
+from anyio import CapacityLimiter, to_thread
 from fastapi import FastAPI, Request, Response
 from fastapi.staticfiles import StaticFiles
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -24,6 +25,7 @@ from ichigen.collect.store_process import open_event_store
 from ichigen.core.db import Database
 from ichigen.core.settings import Settings, get_settings
 from ichigen.crm.tasks.reminders import reminder_loop
+from ichigen.identity import duplicates
 from ichigen.profiles import service as profiles
 from ichigen.profiles.ingest import EventAttribution
 from ichigen.web import problems
@@ -32,6 +34,8 @@ from ichigen.web.middleware import BodyLimitMiddleware, Metrics, MetricsMiddlewa
 from ichigen.web.views import ui_router
 
 STATIC_DIR = Path(__file__).parent / "static"
+#: How often the server asks whether a scheduled duplicate scan is due (first: after this long).
+DUPLICATE_SCAN_CHECK_SECONDS = 300.0
 log = logging.getLogger(__name__)
 
 
@@ -69,6 +73,23 @@ async def _retention_loop(collector: Collector, db: Database, every: float = 360
         await asyncio.sleep(every)
 
 
+async def _profile_retention_loop(db: Database, days: int, every: float = 3600) -> None:
+    """Remove anonymous profiles past their retention, at start and then every hour."""
+    while True:
+        try:
+            removed = await to_thread.run_sync(_purge_anonymous_once, db, days)
+            if removed:
+                log.info("removed %s anonymous profiles not seen for %s days", removed, days)
+        except Exception:  # retried next hour; the product goes on
+            log.exception("anonymous profile retention sweep failed")
+        await asyncio.sleep(every)
+
+
+def _purge_anonymous_once(db: Database, days: int) -> int:
+    with db.sessionmaker() as session:
+        return profiles.purge_anonymous_profiles(session, days).profiles
+
+
 async def _contact_link_loop(db: Database, every: float) -> None:
     """Link new and edited CRM contacts into the identity graph, a batch at a time."""
     while True:
@@ -86,6 +107,56 @@ def _link_contacts_once(db: Database) -> int:
         linked = profiles.link_changed_contacts(session)
         session.commit()
     return linked
+
+
+async def _duplicate_scan_loop(
+    db: Database, every_hours: float, check_every: float = DUPLICATE_SCAN_CHECK_SECONDS
+) -> None:
+    """Scan every contact for duplicates when the last scan is ``every_hours`` old.
+
+    The first look comes ``check_every`` after start, not at start: a deploy or a restart
+    does not begin with minutes of heavy work. Every worker of a server runs this loop; the
+    scan history lets only one of them scan at a time.
+    """
+    # A thread of its own: a scan takes minutes, and must not hold a request thread that long.
+    limiter = CapacityLimiter(1)
+    stop = threading.Event()
+    try:
+        while True:
+            await asyncio.sleep(check_every)
+            try:
+                await to_thread.run_sync(
+                    _scan_duplicates_if_due,
+                    db,
+                    every_hours,
+                    stop,
+                    limiter=limiter,
+                    abandon_on_cancel=True,
+                )
+            except Exception:  # recorded as failed in the scan history; retried when due again
+                log.exception("the scheduled duplicate scan failed")
+    finally:
+        # On shutdown the scan stops at its next step and is recorded as failed, if the
+        # process lives that long; otherwise its lease runs out (see duplicates.SCAN_LEASE).
+        stop.set()
+
+
+def _scan_duplicates_if_due(db: Database, every_hours: float, stop: threading.Event) -> None:
+    def stop_when_asked(_step: str, _done: int, _total: int) -> None:
+        if stop.is_set():
+            raise duplicates.ScanStopped("the server stopped during the scan")
+
+    with db.sessionmaker() as session:
+        result = duplicates.run_scheduled_scan(session, every_hours, progress=stop_when_asked)
+    if result is not None:
+        log.info(
+            "scheduled duplicate scan %s: %s contacts, %s pairs, %s newly queued, in %.1f s",
+            result.scan_id,
+            result.contacts,
+            result.candidates,
+            result.queued,
+            result.seconds,
+        )
 
 
 def create_app(settings: Settings | None = None, database: Database | None = None) -> FastAPI:
@@ -111,12 +182,32 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
         linking = asyncio.create_task(
             _contact_link_loop(db, settings.identity_contact_link_seconds)
         )
+        scanning = (
+            asyncio.create_task(_duplicate_scan_loop(db, settings.duplicates_scan_hours))
+            if settings.duplicates_scan_hours > 0
+            else None
+        )
+        purging = (
+            asyncio.create_task(
+                _profile_retention_loop(db, settings.anonymous_profile_retention_days)
+            )
+            if settings.anonymous_profile_retention_days > 0
+            else None
+        )
         try:
             yield
         finally:
             linking.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await linking
+            if purging is not None:
+                purging.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await purging
+            if scanning is not None:
+                scanning.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await scanning
             if upkeep is not None:
                 upkeep.cancel()
             if reminding is not None:

@@ -11,6 +11,7 @@ from tests.integration.core.factories import actor, contact
 from ichigen.core.audit import Actor
 from ichigen.core.errors import Conflict, NotFound, PermissionDenied, ValidationFailed
 from ichigen.crm.contacts import service as contacts
+from ichigen.crm.contacts.schemas import ContactUpdate, EmailIn, PhoneIn
 from ichigen.identity import duplicates
 from ichigen.identity.duplicates import DuplicateCheck, PairMergeRequest
 from ichigen.identity.matching import MatchSettings
@@ -198,3 +199,34 @@ def test_a_tiny_base_scans_without_error(session: Session, manager: Actor) -> No
     contact(session, manager, last_name="佐藤", email="d@z.jp", phone="090-1111-2222")
     result = duplicates.scan_contacts(session, manager, settings=SETTINGS)
     assert result.contacts == 4 and result.queued == len(_pairs(session))
+
+
+def test_a_rescan_takes_pairs_it_no_longer_finds_out_of_the_queue(
+    session: Session, manager: Actor
+) -> None:
+    _, twins = _base(session, manager)
+    duplicates.scan_contacts(session, manager, settings=SETTINGS)
+    right = twins[0][1]
+    assert _pairs(session).get(twins[0]) == "pending"
+    # The rep corrects the second record: another person altogether.
+    contacts.update_contact(
+        session,
+        right,
+        ContactUpdate(
+            last_name="Okafor",
+            first_name="Ngozi",
+            emails=[EmailIn(email="ngozi@example.ng")],
+            phones=[PhoneIn(number="+234 803 555 0100")],
+            city="Lagos",
+        ),
+        manager,
+    )
+    session.commit()
+
+    again = duplicates.scan_contacts(session, manager, settings=SETTINGS)
+
+    assert again.withdrawn == 1
+    assert twins[0] not in _pairs(session)
+    assert _pairs(session).get(twins[1]) == "pending"  # still found: kept
+    history = duplicates.get_scan(session, again.scan_id, manager)
+    assert history.withdrawn == 1

@@ -97,3 +97,63 @@ def test_a_failing_record_store_costs_no_event(tmp_path: Path) -> None:
     finally:
         collector.close()
         broken.dispose()
+
+
+def test_first_and_last_seen_follow_the_events_own_times(
+    sqlite_db: Database, tmp_path: Path
+) -> None:
+    # Events imported a year late: the profile says when the visitor was there, not when
+    # the import ran; and an even older event moves first seen back, not last seen.
+    collector = Collector(
+        DuckDBEventStore(tmp_path / "events.duckdb", memory_limit="256MB"),
+        attribution=EventAttribution(sqlite_db.sessionmaker),
+    )
+    try:
+        collector.write_sync(
+            rows(
+                {"type": "page", "anonymousId": "old", "timestamp": "2025-03-01T10:00:00Z"},
+                {"type": "page", "anonymousId": "old", "timestamp": "2025-03-04T18:30:00Z"},
+                {
+                    "type": "identify",
+                    "anonymousId": "old",
+                    "userId": "u-old",
+                    "timestamp": "2025-03-05T09:00:00Z",
+                },
+            ),
+            [],
+        )
+        with sqlite_db.sessionmaker() as session:
+            person = identity.person_by_reference(session, "user_id:u-old")
+        assert person.first_seen == datetime(2025, 3, 1, 10, 0, tzinfo=UTC)
+        assert person.last_seen == datetime(2025, 3, 5, 9, 0, tzinfo=UTC)
+
+        collector.write_sync(
+            rows(
+                {
+                    "type": "track",
+                    "userId": "u-old",
+                    "event": "Signed Up",
+                    "timestamp": "2025-02-20T08:00:00Z",
+                }
+            ),
+            [],
+        )
+        collector.write_sync(
+            rows({"type": "page", "userId": "u-old", "timestamp": "2025-03-05T09:00:30Z"}), []
+        )
+        with sqlite_db.sessionmaker() as session:
+            person = identity.person_by_reference(session, "user_id:u-old")
+        assert person.first_seen == datetime(2025, 2, 20, 8, 0, tzinfo=UTC)
+        # 30 s after the last seen written: within the minute it is kept to.
+        assert person.last_seen == datetime(2025, 3, 5, 9, 0, tzinfo=UTC)
+
+        collector.write_sync(
+            rows({"type": "page", "userId": "u-old", "timestamp": "2025-06-01T12:00:00Z"}),
+            [],
+        )
+        with sqlite_db.sessionmaker() as session:
+            person = identity.person_by_reference(session, "user_id:u-old")
+        assert person.first_seen == datetime(2025, 2, 20, 8, 0, tzinfo=UTC)
+        assert person.last_seen == datetime(2025, 6, 1, 12, 0, tzinfo=UTC)
+    finally:
+        collector.close()

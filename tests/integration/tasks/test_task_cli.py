@@ -3,29 +3,14 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import pytest
 from tests.integration.core.factories import contact, user
 from typer.testing import CliRunner
 
 from ichigen.cli.main import app
 from ichigen.core.db import Database
-from ichigen.core.settings import get_settings
-
-
-@pytest.fixture
-def cli(sqlite_db: Database, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Database]:
-    """The ``ichigen`` command in this process, on the test's record store."""
-    url = sqlite_db.engine.url.render_as_string(hide_password=False)
-    monkeypatch.setenv("ICHIGEN_DATABASE_URL", url)
-    monkeypatch.setenv("ICHIGEN_DATA_DIR", str(tmp_path))
-    monkeypatch.setenv("COLUMNS", "200")
-    get_settings.cache_clear()
-    yield sqlite_db
-    get_settings.cache_clear()
 
 
 @dataclass
