@@ -362,6 +362,7 @@ class Collector:
     """Owns the event store's writes for one process."""
 
     MAX_GROUP = 50_000
+    IN_FLIGHT = 2
 
     def __init__(
         self,
@@ -385,6 +386,9 @@ class Collector:
         self._inflight: dict[int, _Ticket] = {}
         self._lock = threading.Lock()
         self._queue: queue.SimpleQueue[_Pending | None] = queue.SimpleQueue()
+        #: groups a pipelining store may hold at once: one being committed, one being
+        #: received and resolved meanwhile
+        self._slots = threading.BoundedSemaphore(self.IN_FLIGHT)
         self._threads: list[threading.Thread] = []
         writes = self._queue
         if attribution is not None:
@@ -510,27 +514,73 @@ class Collector:
                 return
 
     def _run(self, source: queue.SimpleQueue[_Pending | None]) -> None:
+        submit = getattr(self.store, "submit", None)
         while True:
+            if submit is not None:
+                # Wait for a free slot before taking the next group, so that the writes
+                # arriving meanwhile go together (one commit in the store, not one each).
+                self._slots.acquire()
             group, stop = self._take_group(source)
             if group:
-                self._write_group(group)
+                if submit is not None:
+                    self._submit_group(submit, group)
+                else:
+                    self._write_group(group)
             if stop:
                 return
 
-    def _write_group(self, group: list[_Pending]) -> None:
+    @staticmethod
+    def _gather(group: list[_Pending]) -> tuple[pa.Table | None, list[FailedRow], list[int]]:
         tables = [pending.table for pending in group if pending.table is not None]
         failed: list[FailedRow] = []
         keys: list[int] = []
         for pending in group:
             failed.extend(pending.failed)
             keys.extend(pending.keys)
-        table = pa.concat_tables(tables) if tables else None
+        table = (pa.concat_tables(tables) if len(tables) > 1 else tables[0]) if tables else None
+        return table, failed, keys
+
+    def _write_group(self, group: list[_Pending]) -> None:
+        table, failed, keys = self._gather(group)
         started = time.perf_counter()
         error: BaseException | None = None
         try:
             self.store.append_table(table, failed)
         except Exception as exc:  # every waiting request must hear about it
             error = StoreUnavailable(f"the event store could not write: {exc}")
+        self._finish_group(group, keys, started, error)
+
+    def _submit_group(self, submit: Callable[..., Any], group: list[_Pending]) -> None:
+        """Send the group to a store that pipelines its writes (a store process) and go on
+        with the next; the store's acknowledgement releases the group's requests."""
+        table, failed, keys = self._gather(group)
+        started = time.perf_counter()
+
+        def acknowledged(outcome: Any) -> None:
+            self._slots.release()
+            if outcome.unattributed:
+                self.metrics.unattributed.inc(outcome.unattributed)
+            if outcome.attribution_seconds:
+                self.metrics.attribution_seconds.observe(outcome.attribution_seconds)
+            error = outcome.error
+            self._finish_group(
+                group,
+                keys,
+                started,
+                None
+                if error is None
+                else StoreUnavailable(f"the event store could not write: {error}"),
+            )
+
+        submit(table, failed, acknowledged)
+
+    def _finish_group(
+        self,
+        group: list[_Pending],
+        keys: list[int],
+        started: float,
+        error: BaseException | None,
+    ) -> None:
         self.metrics.commit_seconds.observe(time.perf_counter() - started)
         self.metrics.commit_size.observe(len(keys))
         with self._lock:
@@ -556,6 +606,15 @@ class Collector:
             self.metrics.unattributed.inc(table.num_rows)
         self.metrics.attribution_seconds.observe(time.perf_counter() - started)
         return table
+
+    def forget_identities(self) -> None:
+        """Drop what is remembered of identifiers' persons, wherever persons are resolved
+        (after an unmerge in this process)."""
+        if self.attribution is not None:
+            self.attribution.forget()
+        forget = getattr(self.store, "forget_identities", None)
+        if forget is not None:
+            forget()
 
     # -------------------------------------------------------------- upkeep
 

@@ -3,9 +3,16 @@
 DuckDB runs its work without the GIL, but needs it back between steps; in the server's
 process the event loop holds it nearly all the time, and commits there took five times
 longer than alone (``bench/ingest.py``). Here the store lives in a child process with its own
-interpreter: the server's writer thread only turns rows into an Arrow table and sends it
-(Arrow IPC through a pipe), then waits without the GIL for the child's acknowledgement, which
-comes after the commit. Reads go through a second pipe.
+interpreter: the server's writer thread only sends each request's rows, already an Arrow
+table (Arrow IPC through a pipe), and the child's acknowledgement, which comes after the
+commit, releases the waiting requests. Reads go through a second pipe.
+
+Writes are pipelined: the server sends without waiting for the previous acknowledgement; the
+child takes every write that has arrived, resolves their persons together (identity
+resolution, when the server hands it a way to build one: that work then runs on the child's
+interpreter, not on the server's, where it competed with the checking of requests), and
+commits them as one transaction (group commit), while the next writes arrive and are
+resolved. Acknowledgements come back in the order the writes were sent.
 
 The child stops when the server closes the store, and also when the server dies (its pipes
 close), after finishing the commit in hand; so a restarted server finds every acknowledged
@@ -15,10 +22,15 @@ event, and the file free once the child has gone.
 from __future__ import annotations
 
 import contextlib
+import logging
 import multiprocessing
+import queue
+import sys
 import threading
 import time
-from collections.abc import Sequence
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import date, datetime
 from multiprocessing.connection import Connection
 from pathlib import Path
@@ -28,6 +40,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.ipc as ipc
 
+from ichigen.collect.ingest import Attribution
 from ichigen.collect.messages import EventRow
 from ichigen.collect.store import (
     DuckDBEventStore,
@@ -42,6 +55,20 @@ from ichigen.core.settings import Settings
 
 #: How long the child keeps trying to open a store that another process is still closing.
 OPEN_WAIT_SECONDS = 15.0
+#: At most this many rows in one commit of the child (a burst is split into several).
+MAX_COMMIT_ROWS = 50_000
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class WriteOutcome:
+    """What the child says of one write: the error that stopped it (None: committed), and,
+    when the child resolved persons, how long that took and how many rows it had to store
+    without a person (resolution failed)."""
+
+    error: str | None
+    attribution_seconds: float = 0.0
+    unattributed: int = 0
 
 
 class EventStoreError(Exception):
@@ -70,37 +97,165 @@ def _open(path: str, memory_limit: str, wait: float) -> DuckDBEventStore:
             time.sleep(0.1)
 
 
-def _serve_writes(store: DuckDBEventStore, conn: Connection, done: threading.Event) -> None:
+#: One write as the child holds it: the failed messages, the rows (None: none), and the
+#: time spent resolving their persons and the rows left without one.
+_Write = tuple[list[FailedRow], "pa.Table | None", float, int]
+
+
+def _take_all(source: queue.SimpleQueue[Any]) -> tuple[list[Any], bool]:
+    """The next item and every other one already waiting; and whether the stop came."""
+    first = source.get()
+    if first is None:
+        return [], True
+    items = [first]
+    while True:
+        try:
+            more = source.get_nowait()
+        except queue.Empty:
+            return items, False
+        if more is None:
+            return items, True
+        items.append(more)
+
+
+def _receive_writes(conn: Connection, into: queue.SimpleQueue[Any]) -> None:
+    """Read writes off the pipe as they come (the server does not wait between them)."""
     try:
         while True:
             failed = conn.recv()
             if failed is None:
                 break
             data = conn.recv_bytes()
-            try:
-                store.append_table(_from_ipc(data) if data else None, failed)
-                conn.send(None)
-            except Exception as exc:  # the server answers the waiting requests with it
-                conn.send(f"{type(exc).__name__}: {exc}")
+            into.put((failed, _from_ipc(data) if data else None, 0.0, 0))
     except (EOFError, OSError):
         pass  # the server has gone
+    finally:
+        into.put(None)
+
+
+def _attribute_writes(
+    attribution: Attribution, source: queue.SimpleQueue[Any], into: queue.SimpleQueue[Any]
+) -> None:
+    """Resolve the persons of every write waiting, together (one record-store transaction),
+    while the writes before them are being committed."""
+    while True:
+        writes, stop = _take_all(source)
+        tables = [w[1] for w in writes if w[1] is not None]
+        if tables:
+            table = pa.concat_tables(tables) if len(tables) > 1 else tables[0]
+            started = time.perf_counter()
+            unattributed = 0
+            try:
+                table = attribution.attribute(table)
+            except Exception:  # stored all the same: a 200 must not wait on the record store
+                log.exception("identity resolution failed; events stored without a person")
+                unattributed = table.num_rows
+            seconds = time.perf_counter() - started
+            # Back into the writes they came from, so that each is acknowledged on its own.
+            offset = 0
+            for index, (failed, part, _, _) in enumerate(writes):
+                if part is None:
+                    continue
+                rows = part.num_rows
+                writes[index] = (
+                    failed,
+                    table.slice(offset, rows),
+                    seconds if offset == 0 else 0.0,
+                    min(rows, max(0, unattributed - offset)),
+                )
+                offset += rows
+        for write in writes:
+            into.put(write)
+        if stop:
+            into.put(None)
+            return
+
+
+def _commit_writes(
+    store: DuckDBEventStore, source: queue.SimpleQueue[Any], conn: Connection
+) -> None:
+    """Commit every write waiting as one transaction, then acknowledge each, in order."""
+    while True:
+        writes, stop = _take_all(source)
+        while writes:
+            batch: list[_Write] = []
+            rows = 0
+            while writes and (not batch or rows < MAX_COMMIT_ROWS):
+                batch.append(writes.pop(0))
+                rows += batch[-1][1].num_rows if batch[-1][1] is not None else 0
+            tables = [w[1] for w in batch if w[1] is not None]
+            failed = [row for w in batch for row in w[0]]
+            error: str | None = None
+            try:
+                store.append_table(pa.concat_tables(tables) if tables else None, failed)
+            except Exception as exc:  # the server answers the waiting requests with it
+                error = f"{type(exc).__name__}: {exc}"
+            try:
+                for _, _, seconds, unattributed in batch:
+                    conn.send(WriteOutcome(error, seconds, unattributed))
+            except (EOFError, OSError):
+                pass  # the server has gone; what was committed stays
+        if stop:
+            return
+
+
+def _serve_writes(
+    store: DuckDBEventStore,
+    conn: Connection,
+    done: threading.Event,
+    attribution: Attribution | None,
+) -> None:
+    received: queue.SimpleQueue[Any] = queue.SimpleQueue()
+    stages = [
+        threading.Thread(target=_receive_writes, args=(conn, received), name="event-store-receive")
+    ]
+    ready = received
+    if attribution is not None:
+        ready = queue.SimpleQueue()
+        stages.append(
+            threading.Thread(
+                target=_attribute_writes,
+                args=(attribution, received, ready),
+                name="event-store-attribution",
+            )
+        )
+    for stage in stages:
+        stage.start()
+    try:
+        _commit_writes(store, ready, conn)
     finally:
         done.set()
 
 
 def _serve(
-    path: str, memory_limit: str, wait: float, writes: Connection, reads: Connection
+    path: str,
+    memory_limit: str,
+    wait: float,
+    writes: Connection,
+    reads: Connection,
+    attribution_factory: Callable[[], Attribution] | None,
 ) -> None:
     """The child process: open the store, then answer writes and reads until told to stop."""
+    # DuckDB gives the GIL back between steps and needs it again at once; with the default
+    # 5 ms switch interval the other stages of this process kept it waiting.
+    sys.setswitchinterval(0.0005)
     try:
         store = _open(path, memory_limit, wait)
     except Exception as exc:  # reported to the parent, which raises it there
         reads.send(("busy" if isinstance(exc, EventStoreBusy) else "error", str(exc)))
         return
+    try:
+        attribution = attribution_factory() if attribution_factory is not None else None
+    except Exception as exc:
+        store.close()
+        reads.send(("error", f"identity resolution could not start: {exc}"))
+        return
     reads.send(("ready", None))
     writes_done = threading.Event()
     writer = threading.Thread(
-        target=_serve_writes, args=(store, writes, writes_done), name="event-store-writes"
+        target=_serve_writes,
+        args=(store, writes, writes_done, attribution),
+        name="event-store-writes",
     )
     writer.start()
     try:
@@ -112,13 +267,30 @@ def _serve(
                 break
             method, args = request
             try:
-                reads.send(("ok", getattr(store, method)(*args)))
+                if method == "forget_identities":
+                    if attribution is not None:
+                        attribution.forget()
+                    result = None
+                else:
+                    result = getattr(store, method)(*args)
+                reads.send(("ok", result))
             except Exception as exc:  # sent back and raised in the server
                 reads.send(("error", f"{type(exc).__name__}: {exc}"))
     except (EOFError, OSError):
         pass
     writer.join(timeout=60)
     store.close()
+
+
+class _Waiting:
+    """A write sent to the child, until its acknowledgement comes."""
+
+    __slots__ = ("done", "outcome", "then")
+
+    def __init__(self, then: Callable[[WriteOutcome], None] | None) -> None:
+        self.then = then
+        self.done = threading.Event()
+        self.outcome = WriteOutcome("the event store process stopped")
 
 
 class ProcessEventStore:
@@ -130,41 +302,106 @@ class ProcessEventStore:
         *,
         memory_limit: str = "50%",
         open_wait: float = OPEN_WAIT_SECONDS,
+        attribution: Callable[[], Attribution] | None = None,
     ) -> None:
+        """``attribution`` (picklable: a module-level function or a partial of one) builds,
+        in the child, what resolves each event's person before it is stored."""
         self.path = str(path)
+        #: whether the child resolves persons (then the server's collector does not)
+        self.attributes = attribution is not None
         context = multiprocessing.get_context("spawn")
         self._writes, child_writes = context.Pipe()
         self._reads, child_reads = context.Pipe()
         self._process = context.Process(
             target=_serve,
-            args=(self.path, memory_limit, open_wait, child_writes, child_reads),
+            args=(self.path, memory_limit, open_wait, child_writes, child_reads, attribution),
             name="ichigen-event-store",
             daemon=True,
         )
         self._process.start()
         child_writes.close()
         child_reads.close()
-        self._write_lock = threading.Lock()
+        self._send_lock = threading.Lock()
         self._read_lock = threading.Lock()
+        #: writes sent and not yet acknowledged, oldest first (acknowledged in this order)
+        self._waiting: deque[_Waiting] = deque()
+        self._closed = False
         status, detail = self._reads.recv()
         if status != "ready":
             self._process.join(timeout=10)
             if status == "busy":
                 raise EventStoreBusy(detail)
             raise EventStoreError(detail)
+        self._acks = threading.Thread(
+            target=self._receive_acks, name="event-store-acks", daemon=True
+        )
+        self._acks.start()
+
+    def _receive_acks(self) -> None:
+        try:
+            while True:
+                outcome = self._writes.recv()
+                with self._send_lock:
+                    waiting = self._waiting.popleft()
+                self._settle(waiting, outcome)
+        except (EOFError, OSError, IndexError):
+            pass
+        # The child has gone: whatever was not acknowledged may not be stored.
+        with self._send_lock:
+            self._closed = True
+            left, self._waiting = list(self._waiting), deque()
+        for waiting in left:
+            self._settle(waiting, WriteOutcome("the event store process stopped"))
+
+    @staticmethod
+    def _settle(waiting: _Waiting, outcome: WriteOutcome) -> None:
+        waiting.outcome = outcome
+        waiting.done.set()
+        if waiting.then is not None:
+            try:
+                waiting.then(outcome)
+            except Exception:
+                log.exception("a write's acknowledgement could not be handled")
+
+    def submit(
+        self,
+        table: pa.Table | None,
+        failed: Sequence[FailedRow],
+        then: Callable[[WriteOutcome], None] | None = None,
+    ) -> _Waiting:
+        """Send a write without waiting for it; ``then(outcome)`` is called (on the
+        acknowledging thread) once the child has committed it or failed to."""
+        data = _to_ipc(table) if table is not None and table.num_rows else b""
+        waiting = _Waiting(then)
+        with self._send_lock:
+            if self._closed:
+                stopped = True
+            else:
+                stopped = False
+                self._waiting.append(waiting)
+                try:
+                    # The failed messages (small, pickled), then the table as Arrow IPC bytes.
+                    self._writes.send(list(failed))
+                    self._writes.send_bytes(memoryview(data))
+                except (OSError, ValueError):
+                    self._waiting.remove(waiting)
+                    stopped = True
+        if stopped:
+            self._settle(waiting, WriteOutcome("the event store process stopped"))
+        return waiting
 
     def append(self, rows: Sequence[EventRow], failed: Sequence[FailedRow]) -> None:
         self.append_table(rows_to_arrow(rows) if rows else None, failed)
 
     def append_table(self, table: pa.Table | None, failed: Sequence[FailedRow]) -> None:
-        data = _to_ipc(table) if table is not None and table.num_rows else b""
-        with self._write_lock:
-            # The failed messages (small, pickled), then the table as raw Arrow IPC bytes.
-            self._writes.send(list(failed))
-            self._writes.send_bytes(memoryview(data))
-            error = self._writes.recv()
-        if error is not None:
-            raise EventStoreError(error)
+        waiting = self.submit(table, failed)
+        waiting.done.wait()
+        if waiting.outcome.error is not None:
+            raise EventStoreError(waiting.outcome.error)
+
+    def forget_identities(self) -> None:
+        """Make the child drop what it remembers of identifiers' persons (an unmerge)."""
+        self._call("forget_identities")
 
     def _call(self, method: str, *args: Any) -> Any:
         with self._read_lock:
@@ -219,22 +456,29 @@ class ProcessEventStore:
 
     def close(self) -> None:
         """Let the child finish what it holds, close the file and exit."""
-        for conn, lock in ((self._writes, self._write_lock), (self._reads, self._read_lock)):
+        for conn, lock in ((self._writes, self._send_lock), (self._reads, self._read_lock)):
             with lock, contextlib.suppress(OSError, ValueError):
                 conn.send(None)
         self._process.join(timeout=60)
         if self._process.is_alive():
             self._process.terminate()
             self._process.join(timeout=10)
+        self._acks.join(timeout=10)
         self._writes.close()
         self._reads.close()
 
 
-def open_event_store(settings: Settings, *, own_process: bool | None = None) -> EventStore:
+def open_event_store(
+    settings: Settings,
+    *,
+    own_process: bool | None = None,
+    attribution: Callable[[], Attribution] | None = None,
+) -> EventStore:
     """The configured embedded event store: in a process of its own (the server's default,
-    ``ICHIGEN_EVENT_STORE_PROCESS``) or in this one (``own_process=False``, as commands use)."""
+    ``ICHIGEN_EVENT_STORE_PROCESS``) or in this one (``own_process=False``, as commands use).
+    ``attribution`` is for a store in a process of its own (see ``ProcessEventStore``)."""
     path = settings.resolved_event_store_path()
     limit = settings.event_store_memory_limit
     if settings.event_store_process if own_process is None else own_process:
-        return ProcessEventStore(path, memory_limit=limit)
+        return ProcessEventStore(path, memory_limit=limit, attribution=attribution)
     return DuckDBEventStore(path, memory_limit=limit)

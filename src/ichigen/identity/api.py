@@ -103,8 +103,8 @@ def unmerge_person(
     require(actor, "identity", "write")
     result = service.unmerge_and_commit(session, person_id, data.edge_ids, actor)
     collect = getattr(request.app.state, "collect", None)
-    if collect is not None and collect.collector.attribution is not None:
-        collect.collector.attribution.forget()
+    if collect is not None:
+        collect.collector.forget_identities()
     if collect is not None and result.new_person_ids:
         try:
             service.reattribute_events(collect.collector.store, session, result.new_person_ids)

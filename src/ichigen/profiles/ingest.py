@@ -16,6 +16,8 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from ichigen.core.clock import utcnow
+from ichigen.core.db import Database, create_db_engine
+from ichigen.core.settings import Settings
 from ichigen.identity import service as identity
 from ichigen.identity.normalise import DEFAULT_RULES, IdentityRules
 from ichigen.identity.schemas import IdentitySource
@@ -68,6 +70,13 @@ def _micros(column: pa.ChunkedArray) -> identity.Times:
     values = column.cast(pa.timestamp("us", tz="UTC")).cast(pa.int64())
     now = identity.micros(utcnow())
     return np.asarray(values.fill_null(now).to_numpy(), dtype=np.int64)
+
+
+def attribution_for(database_url: str, settings: Settings) -> EventAttribution:
+    """An ``EventAttribution`` on its own connection to the record store at
+    ``database_url``, for the event store's process (see ``ProcessEventStore``)."""
+    engine = create_db_engine(database_url, pool_size=2)
+    return EventAttribution(Database(engine, settings).sessionmaker)
 
 
 class EventAttribution:

@@ -9,6 +9,7 @@ import sys
 import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from functools import partial
 from pathlib import Path
 
 from anyio import CapacityLimiter, to_thread
@@ -27,7 +28,7 @@ from ichigen.core.settings import Settings, get_settings
 from ichigen.crm.tasks.reminders import reminder_loop
 from ichigen.identity import duplicates
 from ichigen.profiles import service as profiles
-from ichigen.profiles.ingest import EventAttribution
+from ichigen.profiles.ingest import EventAttribution, attribution_for
 from ichigen.web import problems
 from ichigen.web.api import api_router
 from ichigen.web.middleware import BodyLimitMiddleware, Metrics, MetricsMiddleware
@@ -45,13 +46,24 @@ def open_collector(settings: Settings, db: Database, metrics: CollectMetrics) ->
     # back between steps. With Python's default 5 ms switch interval, a busy event loop kept
     # it waiting so long that commits took four times longer (measured in bench/ingest.py).
     sys.setswitchinterval(0.0005)
-    store = open_event_store(settings)
+    resolve = settings.identity_on_ingest
+    # A store in a process of its own resolves persons there, on its own interpreter; a store
+    # in this process gets them resolved by a stage of the collector.
+    store = open_event_store(
+        settings,
+        attribution=partial(
+            attribution_for, db.engine.url.render_as_string(hide_password=False), settings
+        )
+        if resolve
+        else None,
+    )
+    in_store = getattr(store, "attributes", False)
     collector = Collector(
         store,
         metrics=metrics,
         debugger_size=settings.collect_debugger_size,
         discard=settings.collect_benchmark_discard,
-        attribution=EventAttribution(db.sessionmaker) if settings.identity_on_ingest else None,
+        attribution=EventAttribution(db.sessionmaker) if resolve and not in_store else None,
     )
     return CollectState(
         collector=collector,
