@@ -56,7 +56,8 @@ class Settings(BaseSettings):
     event_store_process: bool = Field(
         default=True,
         description="Serve the embedded event store from a process of its own, so that its "
-        "writes do not wait for the server's interpreter lock (false: in the server's process).",
+        "writes, and the resolution of ingested events' persons, do not wait for the server's "
+        "interpreter lock (false: in the server's process).",
     )
     event_store_memory_limit: str = Field(
         default="50%",
