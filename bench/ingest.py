@@ -14,7 +14,9 @@ Each round loads ``discard`` for ``--baseline-seconds`` and then ``store`` for `
 (≥ 60 s for the budget) from a separate load-generator process (``bench.ingest_loadgen``,
 8 keep-alive connections, batches of 100 messages of about 450 bytes). Figures are medians
 over the rounds; afterwards the store is opened and every acknowledged event is counted, so
-the rate is of events really stored. Budget: ≥ 50,000 events/s with p99 ≤ 200 ms.
+the rate is of events really stored. Each round also records the share of a core that the
+server's process and its children (the event store's process) used. Budget: ≥ 50,000
+events/s with p99 ≤ 200 ms.
 
     python -m bench.ingest [--rounds 3] [--seconds 60] [--baseline-seconds 20]
 """
@@ -109,7 +111,29 @@ class Server:
         return (int(found[0]), int(found[1])) if found else (0, 0)
 
 
+def _cpu_seconds(pid: int) -> float:
+    """User and system CPU seconds of a process so far (0 once it has gone)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (FileNotFoundError, IndexError):
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _processes(server: Server) -> dict[str, int]:
+    """The server's process and its children (the event store's process among them)."""
+    found = {"server": server.process.pid}
+    children = Path(f"/proc/{server.process.pid}/task/{server.process.pid}/children")
+    if children.exists():
+        for number, pid in enumerate(children.read_text().split()):
+            found[f"child{number}"] = int(pid)
+    return found
+
+
 def load(server: Server, seconds: float, concurrency: int, run_id: int) -> dict[str, Any]:
+    processes = _processes(server)
+    before = {name: _cpu_seconds(pid) for name, pid in processes.items()}
+    started = time.monotonic()
     out = subprocess.run(
         [
             sys.executable,
@@ -132,6 +156,14 @@ def load(server: Server, seconds: float, concurrency: int, run_id: int) -> dict[
         text=True,
     )
     result: dict[str, Any] = json.loads(out.stdout)
+    elapsed = time.monotonic() - started
+    # Share of one core each process used over the round (the load generator's own start and
+    # stop are in the elapsed time, so these are slight underestimates).
+    result["cpu_percent"] = {
+        name: round((_cpu_seconds(pid) - before[name]) / elapsed * 100, 1)
+        for name, pid in processes.items()
+        if _cpu_seconds(pid) - before[name] > 0.05 * elapsed
+    }
     return result
 
 
