@@ -11,10 +11,11 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from ichigen.collect import service as collect
@@ -316,14 +317,36 @@ def link_contacts(
     identity.resolve_many(session, *_contact_messages(found), rules)
 
 
+#: Where the contact-link mark starts (``last_id`` 0: nothing linked yet).
+_MARK_START = datetime(1970, 1, 1, tzinfo=UTC)
+
+
 def link_changed_contacts(
     session: Session, limit: int = 1000, rules: IdentityRules = DEFAULT_RULES
 ) -> int:
     """Link the e-mail addresses and phone numbers of contacts created or edited since the
     last pass into the identity graph (each contact is the identifier ``crm_contact``), and
-    move the mark on. Returns how many contacts were read; the caller commits."""
-    mark = session.get(ProfileSyncMark, CONTACTS_MARK)
-    after = None if mark is None else (mark.changed_at, mark.last_id)
+    move the mark on. Returns how many contacts were read; the caller commits.
+
+    Every worker of a server runs this pass: the mark is read for update, so on PostgreSQL a
+    second pass waits for the first to commit and then starts after what it linked (SQLite
+    lets one writer in at a time anyway)."""
+    mark = session.get(ProfileSyncMark, CONTACTS_MARK, with_for_update=True)
+    if mark is None:
+        # The first pass makes the mark (at the start), so that a concurrent first pass
+        # waits on that row as well instead of linking the same contacts.
+        insert_mark = (
+            postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
+        )
+        session.execute(
+            insert_mark(ProfileSyncMark)
+            .values(name=CONTACTS_MARK, changed_at=_MARK_START, last_id=0)
+            .on_conflict_do_nothing()
+        )
+        mark = session.get(
+            ProfileSyncMark, CONTACTS_MARK, with_for_update=True, populate_existing=True
+        )
+    after = None if mark is None or mark.last_id == 0 else (mark.changed_at, mark.last_id)
     changed = contacts.contacts_changed_since(session, after, limit)
     if not changed:
         return 0

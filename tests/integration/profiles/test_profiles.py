@@ -3,14 +3,19 @@ pass, traits with their precedence and history, and a profile read by any identi
 
 from __future__ import annotations
 
+import threading
 from datetime import UTC, datetime, timedelta
 
+import pytest
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from ichigen.core.audit import Actor
+from ichigen.core.db import Database
 from ichigen.crm.contacts import service as contacts
 from ichigen.crm.contacts.schemas import ContactCreate, ContactUpdate
 from ichigen.identity import service as identity
+from ichigen.identity.models import IdentityEdge
 from ichigen.identity.schemas import IdentitySource
 from ichigen.profiles import service as profiles
 from ichigen.profiles.service import TraitObservation
@@ -132,3 +137,39 @@ def test_a_merged_person_brings_its_traits(session: Session, admin: Actor) -> No
     assert profile.person_id == older and profile.anonymous
     assert profile.merged_person_ids == [newer]
     assert {t.name: t.value for t in profile.traits} == {"colour": "green", "size": "M"}
+
+
+def test_two_workers_passes_do_not_link_the_same_contacts_twice(
+    db: Database, session: Session, admin: Actor
+) -> None:
+    """Each worker of a server runs the contact-link pass. On PostgreSQL the second waits for
+    the first to commit and then finds nothing left (SQLite admits one writer at a time): on
+    the very first pass (no mark yet) and on a later one."""
+    if db.dialect != "postgresql":
+        pytest.skip("concurrent passes on one SQLite file are serialised by its write lock")
+    for first, batch in ((True, range(3)), (False, range(3, 5))):
+        for n in batch:
+            contacts.create_contact(
+                session, ContactCreate.model_validate({"email": f"kou{n}@example.jp"}), admin
+            )
+        session.commit()
+        # Holds the mark until it commits.
+        assert profiles.link_changed_contacts(session) == len(batch), first
+        second: list[int] = []
+
+        def other_worker(found: list[int]) -> None:
+            with db.sessionmaker() as other:
+                found.append(profiles.link_changed_contacts(other))
+                other.commit()
+
+        thread = threading.Thread(target=other_worker, args=(second,))
+        thread.start()
+        thread.join(timeout=1)
+        assert thread.is_alive(), f"the second pass did not wait for the first (first: {first})"
+        session.commit()
+        thread.join(timeout=30)
+        assert second == [0], first
+    edges = session.scalar(
+        select(func.count()).select_from(IdentityEdge).where(IdentityEdge.source_kind == "crm")
+    )
+    assert edges == 5
