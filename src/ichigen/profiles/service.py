@@ -329,8 +329,8 @@ def link_changed_contacts(
     move the mark on. Returns how many contacts were read; the caller commits.
 
     Every worker of a server runs this pass: the mark is read for update, so on PostgreSQL a
-    second pass waits for the first to commit and then starts after what it linked (SQLite
-    lets one writer in at a time anyway)."""
+    second pass waits for the first to commit and then starts after what it linked. On SQLite
+    a pass that overlaps another fails on the file's write lock and is run again later."""
     mark = session.get(ProfileSyncMark, CONTACTS_MARK, with_for_update=True)
     if mark is None:
         # The first pass makes the mark (at the start), so that a concurrent first pass
