@@ -328,10 +328,16 @@ def link_changed_contacts(
     last pass into the identity graph (each contact is the identifier ``crm_contact``), and
     move the mark on. Returns how many contacts were read; the caller commits.
 
-    Every worker of a server runs this pass: the mark is read for update, so on PostgreSQL a
-    second pass waits for the first to commit and then starts after what it linked. On SQLite
-    a pass that overlaps another fails on the file's write lock and is run again later."""
-    mark = session.get(ProfileSyncMark, CONTACTS_MARK, with_for_update=True)
+    Every worker of a server runs this pass; they take turns: the pass starts by writing its
+    mark (the row's lock on PostgreSQL, the file's write lock on SQLite), so a second pass
+    waits for the first to commit and then starts after what it linked."""
+    session.execute(
+        update(ProfileSyncMark)
+        .where(ProfileSyncMark.name == CONTACTS_MARK)
+        .values(last_id=ProfileSyncMark.last_id)
+        .execution_options(synchronize_session=False)
+    )
+    mark = session.get(ProfileSyncMark, CONTACTS_MARK, populate_existing=True)
     if mark is None:
         # The first pass makes the mark (at the start), so that a concurrent first pass
         # waits on that row as well instead of linking the same contacts.
