@@ -322,7 +322,10 @@ class _Ticket:
             self._done.set()
             callbacks, self._callbacks = self._callbacks, []
         for callback in callbacks:
-            callback(error)
+            try:
+                callback(error)
+            except Exception:  # e.g. the request's event loop has closed; the others go on
+                log.exception("a write's waiting request could not be told")
 
     def then(self, callback: Callable[[BaseException | None], None]) -> None:
         """Call ``callback(error)`` when the write is done (at once if it already is)."""
@@ -553,8 +556,14 @@ class Collector:
     def _submit_group(self, submit: Callable[..., Any], group: list[_Pending]) -> None:
         """Send the group to a store that pipelines its writes (a store process) and go on
         with the next; the store's acknowledgement releases the group's requests."""
-        table, failed, keys = self._gather(group)
         started = time.perf_counter()
+        try:
+            table, failed, keys = self._gather(group)
+        except Exception as exc:  # nothing was sent: the group's requests hear it at once
+            self._slots.release()
+            keys = [key for pending in group for key in pending.keys]
+            self._finish_group(group, keys, started, StoreUnavailable(f"not written: {exc}"))
+            return
 
         def acknowledged(outcome: Any) -> None:
             self._slots.release()
@@ -572,7 +581,13 @@ class Collector:
                 else StoreUnavailable(f"the event store could not write: {error}"),
             )
 
-        submit(table, failed, acknowledged)
+        try:
+            submit(table, failed, acknowledged)
+        except Exception as exc:  # not sent (it could not be encoded): no acknowledgement
+            self._slots.release()
+            self._finish_group(
+                group, keys, started, StoreUnavailable(f"the event store could not write: {exc}")
+            )
 
     def _finish_group(
         self,
@@ -614,7 +629,10 @@ class Collector:
             self.attribution.forget()
         forget = getattr(self.store, "forget_identities", None)
         if forget is not None:
-            forget()
+            try:
+                forget()
+            except Exception:  # the store process notices the merge log within a second
+                log.exception("the event store process could not be told to forget")
 
     # -------------------------------------------------------------- upkeep
 

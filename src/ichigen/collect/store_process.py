@@ -33,6 +33,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from multiprocessing.connection import Connection
+from multiprocessing.reduction import ForkingPickler
 from pathlib import Path
 from typing import Any
 
@@ -133,42 +134,52 @@ def _receive_writes(conn: Connection, into: queue.SimpleQueue[Any]) -> None:
         into.put(None)
 
 
+def _attributed(attribution: Attribution, writes: list[Any]) -> list[Any]:
+    """The writes with their persons resolved, together (one record-store transaction); as
+    they came, counted as unattributed, if resolution fails: a 200 must not wait on it."""
+    tables = [w[1] for w in writes if w[1] is not None]
+    if not tables:
+        return writes
+    rows = sum(t.num_rows for t in tables)
+    started = time.perf_counter()
+    try:
+        table = pa.concat_tables(tables) if len(tables) > 1 else tables[0]
+        table = attribution.attribute(table)
+        if table.num_rows != rows:
+            raise RuntimeError(f"identity resolution returned {table.num_rows} of {rows} rows")
+    except Exception:
+        log.exception("identity resolution failed; events stored without a person")
+        return [(f, t, 0.0, 0 if t is None else t.num_rows) for f, t, _, _ in writes]
+    seconds = time.perf_counter() - started
+    # Back into the writes they came from (the rows keep their order), so that each is
+    # acknowledged on its own.
+    attributed = []
+    offset = 0
+    for failed, part, _, _ in writes:
+        if part is None:
+            attributed.append((failed, None, 0.0, 0))
+            continue
+        attributed.append(
+            (failed, table.slice(offset, part.num_rows), seconds if offset == 0 else 0.0, 0)
+        )
+        offset += part.num_rows
+    return attributed
+
+
 def _attribute_writes(
     attribution: Attribution, source: queue.SimpleQueue[Any], into: queue.SimpleQueue[Any]
 ) -> None:
-    """Resolve the persons of every write waiting, together (one record-store transaction),
-    while the writes before them are being committed."""
-    while True:
-        writes, stop = _take_all(source)
-        tables = [w[1] for w in writes if w[1] is not None]
-        if tables:
-            table = pa.concat_tables(tables) if len(tables) > 1 else tables[0]
-            started = time.perf_counter()
-            unattributed = 0
-            try:
-                table = attribution.attribute(table)
-            except Exception:  # stored all the same: a 200 must not wait on the record store
-                log.exception("identity resolution failed; events stored without a person")
-                unattributed = table.num_rows
-            seconds = time.perf_counter() - started
-            # Back into the writes they came from, so that each is acknowledged on its own.
-            offset = 0
-            for index, (failed, part, _, _) in enumerate(writes):
-                if part is None:
-                    continue
-                rows = part.num_rows
-                writes[index] = (
-                    failed,
-                    table.slice(offset, rows),
-                    seconds if offset == 0 else 0.0,
-                    min(rows, max(0, unattributed - offset)),
-                )
-                offset += rows
-        for write in writes:
-            into.put(write)
-        if stop:
-            into.put(None)
-            return
+    """Resolve the persons of every write waiting, while the writes before them are being
+    committed."""
+    try:
+        while True:
+            writes, stop = _take_all(source)
+            for write in _attributed(attribution, writes):
+                into.put(write)
+            if stop:
+                return
+    finally:
+        into.put(None)  # also if this stage failed: the commits stop, the server hears
 
 
 def _commit_writes(
@@ -322,6 +333,8 @@ class ProcessEventStore:
         child_writes.close()
         child_reads.close()
         self._send_lock = threading.Lock()
+        #: guards ``_waiting`` and ``_closed`` (an acknowledgement need not wait for a send)
+        self._pending_lock = threading.Lock()
         self._read_lock = threading.Lock()
         #: writes sent and not yet acknowledged, oldest first (acknowledged in this order)
         self._waiting: deque[_Waiting] = deque()
@@ -341,13 +354,13 @@ class ProcessEventStore:
         try:
             while True:
                 outcome = self._writes.recv()
-                with self._send_lock:
+                with self._pending_lock:
                     waiting = self._waiting.popleft()
                 self._settle(waiting, outcome)
         except (EOFError, OSError, IndexError):
             pass
         # The child has gone: whatever was not acknowledged may not be stored.
-        with self._send_lock:
+        with self._pending_lock:
             self._closed = True
             left, self._waiting = list(self._waiting), deque()
         for waiting in left:
@@ -371,21 +384,33 @@ class ProcessEventStore:
     ) -> _Waiting:
         """Send a write without waiting for it; ``then(outcome)`` is called (on the
         acknowledging thread) once the child has committed it or failed to."""
+        # Both made before anything is sent or awaited: if either fails, it raises here and
+        # no acknowledgement is expected for this write.
         data = _to_ipc(table) if table is not None and table.num_rows else b""
+        failures = ForkingPickler.dumps(list(failed))
         waiting = _Waiting(then)
+        stopped = False
         with self._send_lock:
-            if self._closed:
-                stopped = True
-            else:
-                stopped = False
-                self._waiting.append(waiting)
+            with self._pending_lock:
+                if self._closed:
+                    stopped = True
+                else:
+                    # Queued in the order sent, which is the order of the acknowledgements.
+                    self._waiting.append(waiting)
+            if not stopped:
                 try:
                     # The failed messages (small, pickled), then the table as Arrow IPC bytes.
-                    self._writes.send(list(failed))
+                    self._writes.send_bytes(failures)
                     self._writes.send_bytes(memoryview(data))
-                except (OSError, ValueError):
-                    self._waiting.remove(waiting)
-                    stopped = True
+                except BaseException as exc:
+                    with self._pending_lock:
+                        # Not there if the child went meanwhile: then it is settled already.
+                        ours = waiting in self._waiting
+                        if ours:
+                            self._waiting.remove(waiting)
+                    if not isinstance(exc, OSError | ValueError):
+                        raise
+                    stopped = ours
         if stopped:
             self._settle(waiting, WriteOutcome("the event store process stopped"))
         return waiting
