@@ -47,6 +47,23 @@ class Attribution(Protocol):
         ...
 
 
+def resolve_persons(attribution: Attribution, table: pa.Table) -> tuple[pa.Table, float, int]:
+    """The rows with their persons resolved, the seconds it took, and how many rows are left
+    without a person: on a failure all of them, as they came. The events are stored all the
+    same (a 200 must not wait on the record store) and counted."""
+    started = time.perf_counter()
+    try:
+        resolved = attribution.attribute(table)
+        if resolved.num_rows != table.num_rows:
+            raise RuntimeError(
+                f"identity resolution returned {resolved.num_rows} of {table.num_rows} rows"
+            )
+    except Exception:
+        log.exception("identity resolution failed; events stored without a person")
+        return table, time.perf_counter() - started, table.num_rows
+    return resolved, time.perf_counter() - started, 0
+
+
 class SeenMessages:
     """Message keys already stored: a sorted array loaded at start plus sets of new ones.
 
@@ -611,15 +628,10 @@ class Collector:
                 ticket.finish(error)
 
     def _attribute(self, attribution: Attribution, table: pa.Table) -> pa.Table:
-        """The group with its persons resolved; on a failure, as it was: the events are
-        stored all the same (a 200 must not wait on the record store) and counted."""
-        started = time.perf_counter()
-        try:
-            table = attribution.attribute(table)
-        except Exception:
-            log.exception("identity resolution failed; events stored without a person")
-            self.metrics.unattributed.inc(table.num_rows)
-        self.metrics.attribution_seconds.observe(time.perf_counter() - started)
+        table, seconds, unattributed = resolve_persons(attribution, table)
+        if unattributed:
+            self.metrics.unattributed.inc(unattributed)
+        self.metrics.attribution_seconds.observe(seconds)
         return table
 
     def forget_identities(self) -> None:

@@ -41,7 +41,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.ipc as ipc
 
-from ichigen.collect.ingest import Attribution
+from ichigen.collect.ingest import Attribution, resolve_persons
 from ichigen.collect.messages import EventRow
 from ichigen.collect.store import (
     DuckDBEventStore,
@@ -98,6 +98,9 @@ def _open(path: str, memory_limit: str, wait: float) -> DuckDBEventStore:
             time.sleep(0.1)
 
 
+#: The outcome of a write the child did not acknowledge (it stopped first).
+_STOPPED = WriteOutcome("the event store process stopped")
+
 #: One write as the child holds it: the failed messages, the rows (None: none), and the
 #: time spent resolving their persons and the rows left without one.
 _Write = tuple[list[FailedRow], "pa.Table | None", float, int]
@@ -135,22 +138,17 @@ def _receive_writes(conn: Connection, into: queue.SimpleQueue[Any]) -> None:
 
 
 def _attributed(attribution: Attribution, writes: list[Any]) -> list[Any]:
-    """The writes with their persons resolved, together (one record-store transaction); as
-    they came, counted as unattributed, if resolution fails: a 200 must not wait on it."""
+    """The writes with their persons resolved together (one record-store transaction), each
+    with its share of the time and of the rows left without a person."""
     tables = [w[1] for w in writes if w[1] is not None]
     if not tables:
         return writes
-    rows = sum(t.num_rows for t in tables)
-    started = time.perf_counter()
     try:
         table = pa.concat_tables(tables) if len(tables) > 1 else tables[0]
-        table = attribution.attribute(table)
-        if table.num_rows != rows:
-            raise RuntimeError(f"identity resolution returned {table.num_rows} of {rows} rows")
-    except Exception:
+    except Exception:  # stored all the same, each write as it came
         log.exception("identity resolution failed; events stored without a person")
         return [(f, t, 0.0, 0 if t is None else t.num_rows) for f, t, _, _ in writes]
-    seconds = time.perf_counter() - started
+    table, seconds, unattributed = resolve_persons(attribution, table)
     # Back into the writes they came from (the rows keep their order), so that each is
     # acknowledged on its own.
     attributed = []
@@ -159,10 +157,16 @@ def _attributed(attribution: Attribution, writes: list[Any]) -> list[Any]:
         if part is None:
             attributed.append((failed, None, 0.0, 0))
             continue
+        rows = part.num_rows
         attributed.append(
-            (failed, table.slice(offset, part.num_rows), seconds if offset == 0 else 0.0, 0)
+            (
+                failed,
+                table.slice(offset, rows),
+                seconds if offset == 0 else 0.0,
+                min(rows, max(0, unattributed - offset)),
+            )
         )
-        offset += part.num_rows
+        offset += rows
     return attributed
 
 
@@ -301,7 +305,7 @@ class _Waiting:
     def __init__(self, then: Callable[[WriteOutcome], None] | None) -> None:
         self.then = then
         self.done = threading.Event()
-        self.outcome = WriteOutcome("the event store process stopped")
+        self.outcome = _STOPPED
 
 
 class ProcessEventStore:
@@ -364,7 +368,7 @@ class ProcessEventStore:
             self._closed = True
             left, self._waiting = list(self._waiting), deque()
         for waiting in left:
-            self._settle(waiting, WriteOutcome("the event store process stopped"))
+            self._settle(waiting, _STOPPED)
 
     @staticmethod
     def _settle(waiting: _Waiting, outcome: WriteOutcome) -> None:
@@ -412,7 +416,7 @@ class ProcessEventStore:
                         raise
                     stopped = ours
         if stopped:
-            self._settle(waiting, WriteOutcome("the event store process stopped"))
+            self._settle(waiting, _STOPPED)
         return waiting
 
     def append(self, rows: Sequence[EventRow], failed: Sequence[FailedRow]) -> None:
