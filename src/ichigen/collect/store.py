@@ -10,6 +10,7 @@ the same file, written in the same commit as the accepted ones.
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -23,8 +24,10 @@ import orjson
 import pyarrow as pa
 import pyarrow.dataset as ds
 
+from ichigen.collect import ingest_log
 from ichigen.collect.messages import EVENT_COLUMNS, EventRow
 
+log = logging.getLogger(__name__)
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _TS = pa.timestamp("us", tz="UTC")
 
@@ -57,6 +60,8 @@ EVENT_SCHEMA = pa.schema(
 assert tuple(EVENT_SCHEMA.names) == EVENT_COLUMNS
 
 _JSON_COLUMNS = ("properties", "traits", "context", "integrations", "consent")
+#: Columns the event store requires a value in (NOT NULL).
+_REQUIRED_COLUMNS = ("source_id", "type", "message_id", "message_hash", "timestamp", "received_at")
 _TIME_COLUMNS = ("timestamp", "original_timestamp", "sent_at", "received_at")
 
 _DDL = (
@@ -90,6 +95,9 @@ _DDL = (
     "CREATE INDEX IF NOT EXISTS ix_events_user_key ON events (user_key)",
     "CREATE INDEX IF NOT EXISTS ix_events_anonymous_key ON events (anonymous_key)",
     "CREATE SEQUENCE IF NOT EXISTS failed_event_ids START 1",
+    # The number of the last ingest-log record whose rows this file holds (ingest_log.py).
+    "CREATE TABLE IF NOT EXISTS ingest_log_state (last_number BIGINT NOT NULL)",
+    "INSERT INTO ingest_log_state SELECT 0 WHERE NOT EXISTS (SELECT 1 FROM ingest_log_state)",
     """
     CREATE TABLE IF NOT EXISTS failed_events (
         id BIGINT PRIMARY KEY DEFAULT nextval('failed_event_ids'),
@@ -205,6 +213,20 @@ def from_micros(micros: int | None) -> datetime | None:
 _OFTEN_CONSTANT = frozenset({EVENT_COLUMNS.index("source_id"), EVENT_COLUMNS.index("received_at")})
 
 
+def rows_problem(table: pa.Table | None) -> str | None:
+    """Why the event store would refuse these rows (None: it takes them): checked before a
+    write is acknowledged, when the rows only reach DuckDB later (``ingest_log.py``)."""
+    if table is None:
+        return None
+    if not table.schema.equals(EVENT_SCHEMA, check_metadata=False):
+        return f"the rows do not have the event store's columns: {table.schema.names}"
+    for name in _REQUIRED_COLUMNS:
+        missing = table.column(name).null_count
+        if missing:
+            return f"{missing} rows have no {name}, which is NOT NULL in the event store"
+    return None
+
+
 def rows_to_arrow(rows: Sequence[EventRow]) -> pa.Table:
     """Event rows (tuples in ``EVENT_COLUMNS`` order) as one Arrow table."""
     columns = list(zip(*rows, strict=True)) if rows else [() for _ in EVENT_COLUMNS]
@@ -245,6 +267,8 @@ class DuckDBEventStore:
         self._write_lock = threading.Lock()
         self._local = threading.local()
         self._cursors: list[duckdb.DuckDBPyConnection] = []
+        if self.path != ":memory:":
+            self.replay_ingest_log()
 
     # ------------------------------------------------------------------ writes
 
@@ -252,12 +276,21 @@ class DuckDBEventStore:
         """Write accepted events and failed messages in one transaction (durable on return)."""
         self.append_table(rows_to_arrow(rows) if rows else None, failed)
 
-    def append_table(self, table: pa.Table | None, failed: Sequence[FailedRow]) -> None:
-        """``append`` for rows already in an Arrow table of ``EVENT_SCHEMA``."""
+    def append_table(
+        self,
+        table: pa.Table | None,
+        failed: Sequence[FailedRow],
+        *,
+        log_number: int | None = None,
+    ) -> None:
+        """``append`` for rows already in an Arrow table of ``EVENT_SCHEMA``; with
+        ``log_number``, they are the ingest log's records up to that one."""
         with self._write_lock:
             con = self._con
             con.execute("BEGIN")
             try:
+                if log_number is not None:
+                    con.execute("UPDATE ingest_log_state SET last_number = ?", [log_number])
                 if table is not None and table.num_rows:
                     # Read by DuckDB from this frame's variable (a replacement scan): a third
                     # cheaper per commit than registering the table as a view and dropping it.
@@ -282,6 +315,54 @@ class DuckDBEventStore:
             except BaseException:
                 con.execute("ROLLBACK")
                 raise
+
+    def ingest_log_number(self) -> int:
+        """The number of the last ingest-log record this file holds (0: none yet)."""
+        found = self._con.execute("SELECT last_number FROM ingest_log_state").fetchone()
+        return int(found[0]) if found else 0
+
+    def replay_ingest_log(self, max_rows: int = 50_000) -> int:
+        """Load the ingest log's records that this file does not hold yet (writes that were
+        acknowledged before a crash), then remove the log's segments. Returns how many rows
+        came back."""
+        directory = ingest_log.log_directory(self.path)
+        found = ingest_log.segments(directory)
+        if not found:
+            return 0
+        done = self.ingest_log_number()
+        tables: list[pa.Table] = []
+        failed: list[FailedRow] = []
+        rows = 0
+        last = done
+        replayed = 0
+
+        def load() -> None:
+            nonlocal tables, failed, rows, replayed
+            self.append_table(pa.concat_tables(tables) if tables else None, failed, log_number=last)
+            replayed += rows
+            tables, failed, rows = [], [], 0
+
+        for segment in found:
+            for record in ingest_log.read_segment(segment):
+                if record.number <= done:
+                    continue
+                if record.rows is not None:
+                    tables.append(record.rows)
+                    rows += record.rows.num_rows
+                failed.extend(FailedRow(*fields) for fields in record.failed)
+                last = record.number
+                if rows >= max_rows:
+                    load()
+        if tables or failed or last > self.ingest_log_number():
+            load()
+        ingest_log.remove_segments(found)
+        if last > done:
+            log.warning(
+                "event store %s: %d events of acknowledged writes loaded from its ingest log",
+                self.path,
+                replayed,
+            )
+        return replayed
 
     def delete_older_than(self, source_id: int, cutoff: datetime) -> int:
         with self._write_lock:

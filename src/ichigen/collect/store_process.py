@@ -10,9 +10,12 @@ commit, releases the waiting requests. Reads go through a second pipe.
 Writes are pipelined: the server sends without waiting for the previous acknowledgement; the
 child takes every write that has arrived, resolves their persons together (identity
 resolution, when the server hands it a way to build one: that work then runs on the child's
-interpreter, not on the server's, where it competed with the checking of requests), and
-commits them as one transaction (group commit), while the next writes arrive and are
-resolved. Acknowledgements come back in the order the writes were sent.
+interpreter, not on the server's, where it competed with the checking of requests), appends
+them to the ingest log as one record and acknowledges each once the record is durable
+(``ingest_log.py``), while the next writes arrive and are resolved. Acknowledgements come
+back in the order the writes were sent. A fourth stage loads the log into DuckDB in large
+transactions; a read first has everything acknowledged loaded, so it sees every answered
+write.
 
 The child stops when the server closes the store, and also when the server dies (its pipes
 close), after finishing the commit in hand; so a restarted server finds every acknowledged
@@ -37,11 +40,18 @@ from multiprocessing.reduction import ForkingPickler
 from pathlib import Path
 from typing import Any
 
+import duckdb
 import numpy as np
 import pyarrow as pa
-import pyarrow.ipc as ipc
 
 from ichigen.collect.ingest import Attribution, resolve_persons
+from ichigen.collect.ingest_log import (
+    IngestLog,
+    log_directory,
+    remove_segments,
+    table_bytes,
+    table_from_bytes,
+)
 from ichigen.collect.messages import EventRow
 from ichigen.collect.store import (
     DuckDBEventStore,
@@ -50,15 +60,28 @@ from ichigen.collect.store import (
     EventStore,
     EventStoreBusy,
     FailedRow,
+    rows_problem,
     rows_to_arrow,
 )
+from ichigen.core.clock import utcnow
 from ichigen.core.settings import Settings
 
 #: How long the child keeps trying to open a store that another process is still closing.
 OPEN_WAIT_SECONDS = 15.0
-#: At most this many rows in one commit of the child (a burst is split into several).
+#: At most this many rows in one record of the ingest log (a burst is split into several).
 MAX_COMMIT_ROWS = 50_000
+#: How long a read waits for the acknowledged events to be loaded before it gives up.
+LOAD_WAIT_SECONDS = 60.0
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class LoadPolicy:
+    """When the ingest log is loaded into DuckDB: once it holds ``rows`` rows, or once its
+    oldest record has waited ``seconds`` (and at once when a read comes)."""
+
+    rows: int = 25_000
+    seconds: float = 1.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,17 +97,6 @@ class WriteOutcome:
 
 class EventStoreError(Exception):
     """The event store process failed to do what was asked (its message says why)."""
-
-
-def _to_ipc(table: pa.Table) -> pa.Buffer:
-    sink = pa.BufferOutputStream()
-    with ipc.new_stream(sink, table.schema) as writer:
-        writer.write_table(table)
-    return sink.getvalue()
-
-
-def _from_ipc(data: bytes) -> pa.Table:
-    return ipc.open_stream(pa.py_buffer(data)).read_all()
 
 
 def _open(path: str, memory_limit: str, wait: float) -> DuckDBEventStore:
@@ -106,9 +118,15 @@ _STOPPED = WriteOutcome("the event store process stopped")
 _Write = tuple[list[FailedRow], "pa.Table | None", float, int]
 
 
-def _take_all(source: queue.SimpleQueue[Any]) -> tuple[list[Any], bool]:
-    """The next item and every other one already waiting; and whether the stop came."""
-    first = source.get()
+def _take_all(
+    source: queue.SimpleQueue[Any], timeout: float | None = None
+) -> tuple[list[Any], bool]:
+    """The next item and every other one already waiting; and whether the stop came.
+    Nothing, if ``timeout`` seconds pass first."""
+    try:
+        first = source.get(timeout=timeout)
+    except queue.Empty:
+        return [], False
     if first is None:
         return [], True
     items = [first]
@@ -130,7 +148,7 @@ def _receive_writes(conn: Connection, into: queue.SimpleQueue[Any]) -> None:
             if failed is None:
                 break
             data = conn.recv_bytes()
-            into.put((failed, _from_ipc(data) if data else None, 0.0, 0))
+            into.put((failed, table_from_bytes(data), 0.0, 0))
     except (EOFError, OSError):
         pass  # the server has gone
     finally:
@@ -174,7 +192,7 @@ def _attribute_writes(
     attribution: Attribution, source: queue.SimpleQueue[Any], into: queue.SimpleQueue[Any]
 ) -> None:
     """Resolve the persons of every write waiting, while the writes before them are being
-    committed."""
+    logged."""
     try:
         while True:
             writes, stop = _take_all(source)
@@ -183,50 +201,227 @@ def _attribute_writes(
             if stop:
                 return
     finally:
-        into.put(None)  # also if this stage failed: the commits stop, the server hears
+        into.put(None)  # also if this stage failed: the log stage stops, the server hears
 
 
-def _commit_writes(
-    store: DuckDBEventStore, source: queue.SimpleQueue[Any], conn: Connection
+class _LoadRequest:
+    """A read's request that everything acknowledged so far be in DuckDB before it runs."""
+
+    __slots__ = ("done", "error")
+
+    def __init__(self) -> None:
+        self.done = threading.Event()
+        self.error: str | None = None
+
+
+class _Health:
+    """What the loading of the ingest log into DuckDB says to the other stages."""
+
+    def __init__(self) -> None:
+        #: why the last load failed (new writes are refused until one succeeds)
+        self.error: str | None = None
+        #: the process is stopping: a failing load is not retried for long
+        self.stopping = False
+
+
+class _Batch:
+    """Log records waiting to be loaded into DuckDB together."""
+
+    def __init__(self) -> None:
+        #: (number, rows, failed messages) of each record, in order
+        self.records: list[tuple[int, pa.Table | None, list[FailedRow]]] = []
+        self.rows = 0
+        self.since = 0.0
+        self.segments: list[Path] = []
+        self.requests: list[_LoadRequest] = []
+
+    def add(self, number: int, table: pa.Table | None, failed: list[FailedRow]) -> None:
+        if not self.records:
+            self.since = time.monotonic()
+        self.records.append((number, table, failed))
+        self.rows += 0 if table is None else table.num_rows
+
+
+def _log_writes(
+    ingest: IngestLog,
+    source: queue.SimpleQueue[Any],
+    conn: Connection,
+    loads: queue.Queue[_Batch | None],
+    health: _Health,
+    policy: LoadPolicy,
 ) -> None:
-    """Commit every write waiting as one transaction, then acknowledge each, in order."""
+    """Append every write waiting to the ingest log as one record, acknowledge each (in
+    order) once the record is durable, and hand the records over to be loaded into DuckDB
+    when enough have gathered, when the oldest has waited long enough, or when a read asks."""
+    batch = _Batch()
+    try:
+        while True:
+            wait = (
+                max(0.0, batch.since + policy.seconds - time.monotonic()) if batch.records else None
+            )
+            items, stop = _take_all(source, wait)
+            writes = [item for item in items if not isinstance(item, _LoadRequest)]
+            batch.requests.extend(item for item in items if isinstance(item, _LoadRequest))
+            while writes:
+                group: list[_Write] = []
+                rows = 0
+                while writes and (not group or rows < MAX_COMMIT_ROWS):
+                    group.append(writes.pop(0))
+                    rows += group[-1][1].num_rows if group[-1][1] is not None else 0
+                # Rows DuckDB would refuse are refused now, each write on its own: once
+                # acknowledged, they could only stall the loading of the log.
+                problems = [rows_problem(w[1]) for w in group]
+                taken = [w for w, problem in zip(group, problems, strict=True) if problem is None]
+                tables = [w[1] for w in taken if w[1] is not None]
+                failed = [row for w in taken for row in w[0]]
+                # While loading into DuckDB fails, nothing new is taken: the log would only
+                # grow with writes that cannot reach the store.
+                error = health.error
+                if error is None and taken:
+                    try:
+                        table = pa.concat_tables(tables) if tables else None
+                        batch.add(ingest.append(failed, table), table, failed)
+                    except Exception as exc:  # the server answers the waiting requests
+                        error = f"the ingest log could not be written: {type(exc).__name__}: {exc}"
+                try:
+                    for (_, _, seconds, unattributed), problem in zip(group, problems, strict=True):
+                        conn.send(WriteOutcome(problem or error, seconds, unattributed))
+                except (EOFError, OSError):
+                    pass  # the server has gone; what was logged stays
+            due = bool(batch.records) and (
+                batch.rows >= policy.rows or time.monotonic() - batch.since >= policy.seconds
+            )
+            if stop:
+                health.stopping = True
+            if due or batch.requests or stop:
+                batch.segments = ingest.cut()
+                loads.put(batch)  # waits while two loads are ahead of it
+                batch = _Batch()
+            if stop:
+                return
+    finally:
+        health.stopping = True
+        ingest.close()
+        loads.put(None)
+
+
+#: Errors of the machine, not of the rows: a load that meets one is tried again.
+_TRANSIENT = (duckdb.IOException, duckdb.OutOfMemoryException, OSError, MemoryError)
+
+
+def _load_records(
+    store: DuckDBEventStore, records: list[tuple[int, pa.Table | None, list[FailedRow]]]
+) -> None:
+    tables = [table for _, table, _ in records if table is not None]
+    store.append_table(
+        pa.concat_tables(tables) if tables else None,
+        [row for _, _, failed in records for row in failed],
+        log_number=records[-1][0],
+    )
+
+
+def _load_one_by_one(
+    store: DuckDBEventStore, records: list[tuple[int, pa.Table | None, list[FailedRow]]]
+) -> None:
+    """Load each record on its own; the rows of one that DuckDB still refuses become failed
+    events with the reason (acknowledged, they must not be lost, nor stall the rest)."""
+    for record in records:
+        try:
+            _load_records(store, [record])
+        except _TRANSIENT:
+            raise
+        except Exception as exc:
+            number, table, failed = record
+            log.exception("ingest log record %d could not be stored as events", number)
+            reason = f"acknowledged, but the event store refused it: {type(exc).__name__}: {exc}"
+            kept = [
+                FailedRow(
+                    row["source_id"] or 0,
+                    row["received_at"] or utcnow(),
+                    reason,
+                    [],
+                    {k: v for k, v in row.items() if v is not None},
+                )
+                for row in ([] if table is None else table.to_pylist())
+            ]
+            store.append_table(None, [*failed, *kept], log_number=number)
+
+
+def _load_batches(
+    store: DuckDBEventStore, loads: queue.Queue[_Batch | None], health: _Health
+) -> None:
+    """Load the log's records into DuckDB, a batch a transaction, and drop their segments."""
     while True:
-        writes, stop = _take_all(source)
-        while writes:
-            batch: list[_Write] = []
-            rows = 0
-            while writes and (not batch or rows < MAX_COMMIT_ROWS):
-                batch.append(writes.pop(0))
-                rows += batch[-1][1].num_rows if batch[-1][1] is not None else 0
-            tables = [w[1] for w in batch if w[1] is not None]
-            failed = [row for w in batch for row in w[0]]
-            error: str | None = None
-            try:
-                store.append_table(pa.concat_tables(tables) if tables else None, failed)
-            except Exception as exc:  # the server answers the waiting requests with it
-                error = f"{type(exc).__name__}: {exc}"
-            try:
-                for _, _, seconds, unattributed in batch:
-                    conn.send(WriteOutcome(error, seconds, unattributed))
-            except (EOFError, OSError):
-                pass  # the server has gone; what was committed stays
-        if stop:
+        batch = loads.get()
+        if batch is None:
             return
+        loaded = not batch.records
+        attempt = 0
+        while not loaded:
+            try:
+                try:
+                    _load_records(store, batch.records)
+                except _TRANSIENT:
+                    raise
+                except Exception:
+                    log.exception("loading the ingest log failed; loading its records one by one")
+                    _load_one_by_one(store, batch.records)
+                loaded = True
+                health.error = None
+            except Exception as exc:
+                attempt += 1
+                health.error = (
+                    f"the event store could not load its ingest log: {type(exc).__name__}: {exc}"
+                )
+                log.exception("loading the ingest log into the event store failed")
+                if health.stopping and attempt >= 3:
+                    break  # the log keeps them; the next start loads them
+                time.sleep(min(5.0, 0.1 * 2**attempt))
+        if loaded:
+            remove_segments(batch.segments)
+        for request in batch.requests:
+            request.error = None if loaded else health.error
+            request.done.set()
+
+
+def _load_now(into: queue.SimpleQueue[Any], writes_done: threading.Event) -> None:
+    """Have everything acknowledged loaded into DuckDB before a read (reads see every write
+    that was answered)."""
+    request = _LoadRequest()
+    into.put(request)
+    deadline = time.monotonic() + LOAD_WAIT_SECONDS
+    while not request.done.wait(0.2):
+        if writes_done.is_set():
+            return  # the writes have stopped: what could be loaded is
+        if time.monotonic() > deadline:
+            raise EventStoreError(
+                "the event store is behind with loading acknowledged events; try again"
+            )
+    if request.error is not None:
+        raise EventStoreError(request.error)
 
 
 def _serve_writes(
     store: DuckDBEventStore,
     conn: Connection,
-    done: threading.Event,
+    ready: queue.SimpleQueue[Any],
+    received: queue.SimpleQueue[Any],
     attribution: Attribution | None,
+    done: threading.Event,
+    policy: LoadPolicy,
 ) -> None:
-    received: queue.SimpleQueue[Any] = queue.SimpleQueue()
+    health = _Health()
+    loads: queue.Queue[_Batch | None] = queue.Queue(maxsize=2)
+    ingest = IngestLog(log_directory(store.path), store.ingest_log_number() + 1)
     stages = [
-        threading.Thread(target=_receive_writes, args=(conn, received), name="event-store-receive")
+        threading.Thread(target=_receive_writes, args=(conn, received), name="event-store-receive"),
+        threading.Thread(
+            target=_log_writes,
+            args=(ingest, ready, conn, loads, health, policy),
+            name="event-store-log",
+        ),
     ]
-    ready = received
     if attribution is not None:
-        ready = queue.SimpleQueue()
         stages.append(
             threading.Thread(
                 target=_attribute_writes,
@@ -237,8 +432,17 @@ def _serve_writes(
     for stage in stages:
         stage.start()
     try:
-        _commit_writes(store, ready, conn)
+        _load_batches(store, loads, health)
+    except BaseException:
+        log.exception("the event store stopped loading its ingest log")
+        health.error = "the event store stopped loading its ingest log"
+        # Release the log stage and the reads waiting on it; the log keeps what it holds.
+        while (batch := loads.get()) is not None:
+            for request in batch.requests:
+                request.error = health.error
+                request.done.set()
     finally:
+        health.stopping = True
         done.set()
 
 
@@ -249,6 +453,7 @@ def _serve(
     writes: Connection,
     reads: Connection,
     attribution_factory: Callable[[], Attribution] | None,
+    policy: LoadPolicy,
 ) -> None:
     """The child process: open the store, then answer writes and reads until told to stop."""
     # DuckDB gives the GIL back between steps and needs it again at once; with the default
@@ -267,9 +472,13 @@ def _serve(
         return
     reads.send(("ready", None))
     writes_done = threading.Event()
+    received: queue.SimpleQueue[Any] = queue.SimpleQueue()
+    # What the log stage takes: the received writes, or, with identity resolution, the
+    # resolved ones; and the reads' requests to load what is logged.
+    ready: queue.SimpleQueue[Any] = received if attribution is None else queue.SimpleQueue()
     writer = threading.Thread(
         target=_serve_writes,
-        args=(store, writes, writes_done, attribution),
+        args=(store, writes, ready, received, attribution, writes_done, policy),
         name="event-store-writes",
     )
     writer.start()
@@ -287,6 +496,7 @@ def _serve(
                         attribution.forget()
                     result = None
                 else:
+                    _load_now(ready, writes_done)
                     result = getattr(store, method)(*args)
                 reads.send(("ok", result))
             except Exception as exc:  # sent back and raised in the server
@@ -318,9 +528,11 @@ class ProcessEventStore:
         memory_limit: str = "50%",
         open_wait: float = OPEN_WAIT_SECONDS,
         attribution: Callable[[], Attribution] | None = None,
+        load_policy: LoadPolicy = LoadPolicy(),
     ) -> None:
         """``attribution`` (picklable: a module-level function or a partial of one) builds,
-        in the child, what resolves each event's person before it is stored."""
+        in the child, what resolves each event's person before it is stored;
+        ``load_policy`` says when the ingest log is loaded into DuckDB."""
         self.path = str(path)
         #: whether the child resolves persons (then the server's collector does not)
         self.attributes = attribution is not None
@@ -329,7 +541,15 @@ class ProcessEventStore:
         self._reads, child_reads = context.Pipe()
         self._process = context.Process(
             target=_serve,
-            args=(self.path, memory_limit, open_wait, child_writes, child_reads, attribution),
+            args=(
+                self.path,
+                memory_limit,
+                open_wait,
+                child_writes,
+                child_reads,
+                attribution,
+                load_policy,
+            ),
             name="ichigen-event-store",
             daemon=True,
         )
@@ -390,7 +610,7 @@ class ProcessEventStore:
         acknowledging thread) once the child has committed it or failed to."""
         # Both made before anything is sent or awaited: if either fails, it raises here and
         # no acknowledgement is expected for this write.
-        data = _to_ipc(table) if table is not None and table.num_rows else b""
+        data = table_bytes(table)
         failures = ForkingPickler.dumps(list(failed))
         waiting = _Waiting(then)
         stopped = False
@@ -405,7 +625,7 @@ class ProcessEventStore:
                 try:
                     # The failed messages (small, pickled), then the table as Arrow IPC bytes.
                     self._writes.send_bytes(failures)
-                    self._writes.send_bytes(memoryview(data))
+                    self._writes.send_bytes(data)
                 except BaseException as exc:
                     with self._pending_lock:
                         # Not there if the child went meanwhile: then it is settled already.
