@@ -359,12 +359,26 @@ class _Ticket:
 
 @dataclass(slots=True)
 class _Pending:
-    #: the new rows as one Arrow table (built by the caller, not by the busy writer)
-    table: pa.Table | None
+    #: the new rows, as the request made them (a group's are converted to Arrow together)
+    rows: Sequence[EventRow]
     keys: list[int]
     failed: Sequence[FailedRow]
     #: the requests' writes this carries (one, or a group's after attribution)
     tickets: list[_Ticket]
+    #: a group's rows already as one Arrow table (after attribution)
+    table: pa.Table | None = None
+
+
+def _group_table(group: Sequence[_Pending]) -> pa.Table | None:
+    """A group's new rows as one Arrow table: one conversion for the whole group costs less
+    than one per request (most of it is per column, not per row)."""
+    tables = [pending.table for pending in group if pending.table is not None]
+    rows = [row for pending in group for row in pending.rows]
+    if rows:
+        tables.append(rows_to_arrow(rows))
+    if not tables:
+        return None
+    return pa.concat_tables(tables) if len(tables) > 1 else tables[0]
 
 
 @dataclass
@@ -458,10 +472,8 @@ class Collector:
                     self._inflight[key] = own
                 waits[id(own)] = own
         if own is not None:
-            # Outside the lock: the conversion is the costly part, and only this caller
-            # holds these rows. Until the write is queued, repeats wait on its ticket.
-            table = rows_to_arrow(fresh) if fresh else None
-            self._queue.put(_Pending(table, fresh_keys, failed, [own]))
+            # Until the write is queued, repeats wait on its ticket.
+            self._queue.put(_Pending(fresh, fresh_keys, failed, [own]))
         duplicates = len(rows) - len(fresh)
         if duplicates:
             self.metrics.deduplicated.inc(duplicates)
@@ -474,8 +486,10 @@ class Collector:
         result, tickets = self._enqueue(rows, failed)
         if tickets:
             loop = asyncio.get_running_loop()
-            futures = [_future_of(ticket, loop) for ticket in tickets]
-            await asyncio.gather(*futures)
+            if len(tickets) == 1:  # nearly always: the request's own write
+                await _future_of(tickets[0], loop)
+            else:
+                await asyncio.gather(*(_future_of(ticket, loop) for ticket in tickets))
         return result
 
     def write_sync(self, rows: Sequence[EventRow], failed: Sequence[FailedRow]) -> WriteResult:
@@ -517,16 +531,24 @@ class Collector:
         while True:
             group, stop = self._take_group(source)
             if group:
-                tables = [pending.table for pending in group if pending.table is not None]
-                table = pa.concat_tables(tables) if tables else None
+                try:
+                    table = _group_table(group)
+                except Exception:  # the writer meets the same and answers the requests
+                    for pending in group:
+                        writes.put(pending)
+                    if stop:
+                        writes.put(None)
+                        return
+                    continue
                 if table is not None:
                     table = self._attribute(attribution, table)
                 writes.put(
                     _Pending(
-                        table,
+                        (),
                         [key for pending in group for key in pending.keys],
                         [row for pending in group for row in pending.failed],
                         [ticket for pending in group for ticket in pending.tickets],
+                        table,
                     )
                 )
             if stop:
@@ -551,18 +573,25 @@ class Collector:
 
     @staticmethod
     def _gather(group: list[_Pending]) -> tuple[pa.Table | None, list[FailedRow], list[int]]:
-        tables = [pending.table for pending in group if pending.table is not None]
         failed: list[FailedRow] = []
         keys: list[int] = []
         for pending in group:
             failed.extend(pending.failed)
             keys.extend(pending.keys)
-        table = (pa.concat_tables(tables) if len(tables) > 1 else tables[0]) if tables else None
-        return table, failed, keys
+        return _group_table(group), failed, keys
 
     def _write_group(self, group: list[_Pending]) -> None:
-        table, failed, keys = self._gather(group)
         started = time.perf_counter()
+        try:
+            table, failed, keys = self._gather(group)
+        except Exception as exc:  # its requests hear it; each write of a group on its own
+            if len(group) > 1:
+                for pending in group:
+                    self._write_group([pending])
+                return
+            keys = [key for pending in group for key in pending.keys]
+            self._finish_group(group, keys, started, StoreUnavailable(f"not written: {exc}"))
+            return
         error: BaseException | None = None
         try:
             self.store.append_table(table, failed)
@@ -578,6 +607,11 @@ class Collector:
             table, failed, keys = self._gather(group)
         except Exception as exc:  # nothing was sent: the group's requests hear it at once
             self._slots.release()
+            if len(group) > 1:  # each write on its own: only the one at fault fails
+                for pending in group:
+                    self._slots.acquire()
+                    self._submit_group(submit, [pending])
+                return
             keys = [key for pending in group for key in pending.keys]
             self._finish_group(group, keys, started, StoreUnavailable(f"not written: {exc}"))
             return
@@ -666,14 +700,46 @@ class Collector:
         self.store.close()
 
 
+class _LoopWakeups:
+    """Settles futures of one event loop from other threads, with one wake-up of the loop
+    for all that are waiting (a group's acknowledgement releases several requests at once;
+    a wake-up each cost the loop a system call and a turn each)."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self._waiting: deque[tuple[asyncio.Future[None], BaseException | None]] = deque()
+        self._lock = threading.Lock()
+        self._scheduled = False
+
+    def settle(self, future: asyncio.Future[None], error: BaseException | None) -> None:
+        with self._lock:
+            self._waiting.append((future, error))
+            if self._scheduled:
+                return
+            self._scheduled = True
+        self._loop.call_soon_threadsafe(self._drain)
+
+    def _drain(self) -> None:
+        with self._lock:
+            waiting, self._waiting = self._waiting, deque()
+            self._scheduled = False
+        for future, error in waiting:
+            _settle(future, error)
+
+
+_wakeups: dict[asyncio.AbstractEventLoop, _LoopWakeups] = {}
+
+
 def _future_of(ticket: _Ticket, loop: asyncio.AbstractEventLoop) -> asyncio.Future[None]:
     """A future of ``loop`` that settles when the ticket's write is done."""
     future: asyncio.Future[None] = loop.create_future()
-
-    def settle(error: BaseException | None) -> None:
-        loop.call_soon_threadsafe(_settle, future, error)
-
-    ticket.then(settle)
+    wakeups = _wakeups.get(loop)
+    if wakeups is None:
+        if len(_wakeups) > 16:  # loops of tests that have finished
+            for old in [old for old in _wakeups if old.is_closed()]:
+                del _wakeups[old]
+        wakeups = _wakeups[loop] = _LoopWakeups(loop)
+    ticket.then(lambda error: wakeups.settle(future, error))
     return future
 
 

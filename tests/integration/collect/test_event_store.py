@@ -12,7 +12,13 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from ichigen.collect.ingest import Collector, SeenMessages, StoreUnavailable
+from ichigen.collect.ingest import (
+    Collector,
+    SeenMessages,
+    StoreUnavailable,
+    _Pending,
+    _Ticket,
+)
 from ichigen.collect.messages import Envelope, EventRow, Limits, normalise
 from ichigen.collect.store import (
     DuckDBEventStore,
@@ -228,3 +234,28 @@ def test_the_store_process_writes_reads_and_holds_the_file(tmp_path: Path) -> No
         assert reopened.count() == 3
     finally:
         reopened.close()
+
+
+def test_a_row_that_cannot_be_converted_fails_only_its_own_write(tmp_path: Path) -> None:
+    """A group's rows are converted to Arrow together; when that fails, each write of the
+    group is tried on its own, so only the faulty one is refused."""
+    store = ProcessEventStore(tmp_path / "events.duckdb")
+    collector = Collector(store)
+    try:
+        faulty = list(track("u2", "Viewed", 2))
+        faulty[0] = "not a source id"
+        good, bad = _Ticket(), _Ticket()
+        group = [
+            _Pending([track("u1", "Viewed", 1)], [1], [], [good]),
+            _Pending([tuple(faulty)], [2], [], [bad]),
+        ]
+        collector._slots.acquire()  # as the writer does before it takes a group
+        collector._submit_group(store.submit, group)
+        assert good._done.wait(30) and bad._done.wait(30)
+        assert good.wait() is None
+        error = bad.wait()
+        assert isinstance(error, StoreUnavailable) and "not written" in str(error)
+        assert [e["message_id"] for e in store.find(EventFilter(), 10).events] == ["u1-1"]
+        assert collector.write_sync([track("u1", "Viewed", 3)], []).stored == 1
+    finally:
+        collector.close()
