@@ -283,11 +283,14 @@ def _log_writes(
                         batch.add(ingest.append(failed, table), table, failed)
                     except Exception as exc:  # the server answers the waiting requests
                         error = f"the ingest log could not be written: {type(exc).__name__}: {exc}"
-                try:
-                    for (_, _, seconds, unattributed), problem in zip(group, problems, strict=True):
-                        conn.send(WriteOutcome(problem or error, seconds, unattributed))
-                except (EOFError, OSError):
-                    pass  # the server has gone; what was logged stays
+                outcomes = [
+                    WriteOutcome(problem or error, seconds, unattributed)
+                    for (_, _, seconds, unattributed), problem in zip(group, problems, strict=True)
+                ]
+                # One message for the group's writes, in the order they came. If the server
+                # has gone, what was logged stays.
+                with contextlib.suppress(EOFError, OSError):
+                    conn.send(outcomes)
             due = bool(batch.records) and (
                 batch.rows >= policy.rows or time.monotonic() - batch.since >= policy.seconds
             )
@@ -577,10 +580,11 @@ class ProcessEventStore:
     def _receive_acks(self) -> None:
         try:
             while True:
-                outcome = self._writes.recv()
+                outcomes = self._writes.recv()  # of the next writes, in the order sent
                 with self._pending_lock:
-                    waiting = self._waiting.popleft()
-                self._settle(waiting, outcome)
+                    settled = [self._waiting.popleft() for _ in outcomes]
+                for waiting, outcome in zip(settled, outcomes, strict=True):
+                    self._settle(waiting, outcome)
         except (EOFError, OSError, IndexError):
             pass
         # The child has gone: whatever was not acknowledged may not be stored.
