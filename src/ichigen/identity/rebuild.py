@@ -12,7 +12,11 @@ connection, by key ranges aggregated into one value each (a ``group_concat`` on 
 temporary tables and set-based ``UPDATE … FROM`` / ``INSERT … SELECT`` statements, in the
 caller's transaction (on SQLite the temporary tables are filled from JSON arrays through
 ``json_each``, and when a fifth or more of the identifiers move, the index on their
-``person_id`` is dropped and built again around the update, inside the transaction). The
+``person_id`` is dropped and built again around the update, inside the transaction; on
+PostgreSQL the temporary tables are filled by binary ``COPY``, the transaction gets a larger
+``work_mem`` for the rebuild, and past a twentieth of the rows changing ``person_id`` or
+``merged_into`` the plain index and the foreign key on the column are dropped and added
+again around the update, which locks the table against readers until the commit). The
 outcome depends only on the stored graph, so two rebuilds give the same result and a
 rebuild of a consistent graph writes nothing.
 
@@ -48,6 +52,7 @@ import numpy.typing as npt
 from scipy.sparse import coo_array  # type: ignore[import-untyped]
 from scipy.sparse.csgraph import connected_components  # type: ignore[import-untyped]
 from sqlalchemy import bindparam, text
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
 from ichigen.core.clock import utcnow
@@ -69,6 +74,22 @@ _JSON_SORT_LIMIT = 20_000_000
 #: On SQLite, past this share of a table's rows changing an indexed column, the indexes on it
 #: are dropped and created again around the update.
 _REINDEX_SHARE = 0.2
+#: The same on PostgreSQL, where the foreign keys on the column go too: a row updated costs
+#: an index entry put at a random place and a foreign-key check (a lookup and a row lock on
+#: the referenced row), each a page read and dirtied once the tables outgrow shared_buffers,
+#: against a sort and one join per table to build the index and check the key again.
+_PG_REINDEX_SHARE = 0.05
+#: PostgreSQL memory for the rebuild's joins, sorts and aggregates (``work_mem``; hash
+#: joins get ``hash_mem_multiplier`` times it) and for building indexes again
+#: (``maintenance_work_mem``), set for the rebuild only: the default few MiB spill the joins
+#: with the temporary tables and the sorts by age to disk in batches.
+_PG_WORK_MEM = "256MB"
+_PG_MAINTENANCE_WORK_MEM = "512MB"
+#: How long a rebuild waits for other sessions' locks before it drops indexes on PostgreSQL
+#: (under ``deadlock_timeout``, 1 s by default, so that a deadlock is not reported first).
+_PG_LOCK_WAIT = "500ms"
+#: SQLSTATEs of a lock not granted in time (``lock_not_available``) and a deadlock.
+_LOCK_REFUSED = frozenset({"55P03", "40P01"})
 #: Key range read by one ``group_concat`` on SQLite.
 _SPAN = 1_000_000
 #: SQLite page cache while rebuilding (KiB, as ``PRAGMA cache_size`` takes it when negative).
@@ -277,7 +298,10 @@ def _read_ranges(
 
 
 def _packable(session: Session) -> bool:
-    """Whether every identifier and person id fits in 31 bits (for ``_read_ranges``)."""
+    """Whether every identifier and person id fits in 31 bits (for ``_read_ranges`` on
+    SQLite: PostgreSQL's reads take whole BIGINTs, so nothing is asked there)."""
+    if session.get_bind().dialect.name == "postgresql":
+        return True
     # One aggregate per statement, so that each is read off an index.
     bounds = [
         session.execute(text(f"SELECT {function}({column}) FROM {table}")).scalar_one()
@@ -404,13 +428,21 @@ def _ordered_by_age(session: Session, table: str, ids: Ids) -> Ids:
     _create_temp(session, temp, {"id": ids}, key=True)
     try:
         if postgres:
+            # Each id with its time as the 8 bytes of ``timestamptz_send`` (microseconds, in
+            # the order of the times), sorted here: the aggregate's own ORDER BY sorts
+            # several times slower.
             with _dbapi(session).cursor() as cursor:
-                (ordered,) = _pg_aggregate(
-                    cursor,
-                    ("t.id",),
-                    f"{temp} t JOIN {table} r ON r.id = t.id",
-                    order="r.created_at, r.id",
+                cursor.execute(
+                    "SELECT count(*), string_agg(int8send(CAST(t.id AS BIGINT)) "
+                    "|| timestamptz_send(r.created_at), CAST('' AS BYTEA)) "
+                    f"FROM {temp} t JOIN {table} r ON r.id = t.id"
                 )
+                found, data = cursor.fetchone()
+            rows = np.frombuffer(bytes(data or b""), dtype=[("id", ">i8"), ("at", ">i8")])
+            if len(rows) != found:
+                raise RuntimeError(f"reading {table} for the rebuild lost rows")
+            found_ids = rows["id"].astype(np.int64)
+            ordered = found_ids[np.lexsort((found_ids, rows["at"].astype(np.int64)))]
         else:
             (ordered,) = _read_columns(
                 session,
@@ -695,10 +727,24 @@ def plan_graph(
 
 
 @contextmanager
-def _large_cache(session: Session) -> Iterator[None]:
-    """On SQLite, a page cache that holds the identity tables' indexes while rebuilding."""
-    if session.get_bind().dialect.name != "sqlite":
+def _large_memory(session: Session) -> Iterator[None]:
+    """Memory for the rebuild: on SQLite a page cache that holds the identity tables'
+    indexes, on PostgreSQL ``work_mem`` and ``maintenance_work_mem`` for the transaction
+    (``SET LOCAL``), put back as they were when the rebuild is done. After an error the
+    PostgreSQL transaction is aborted and must roll back, which undoes them anyway."""
+    if session.get_bind().dialect.name == "postgresql":
+        settings = {"work_mem": _PG_WORK_MEM, "maintenance_work_mem": _PG_MAINTENANCE_WORK_MEM}
+        before = {
+            name: session.execute(text(f"SELECT current_setting('{name}')")).scalar_one()
+            for name in settings
+        }
+        for name, value in settings.items():
+            session.execute(text(f"SELECT set_config('{name}', '{value}', true)"))
         yield
+        for name, value in before.items():
+            session.execute(
+                text(f"SELECT set_config('{name}', :value, true)"), {"value": str(value)}
+            )
         return
     dbapi = _dbapi(session)
     (before,) = dbapi.execute("PRAGMA cache_size").fetchone()
@@ -758,14 +804,20 @@ def _update_from(session: Session, table: str, column: str, temp: str) -> None:
 def _without_indexes_on(
     session: Session, table: str, column: str, rows: int, total: int
 ) -> Iterator[None]:
-    """On SQLite, when ``rows`` of ``total`` are to change ``column``, drop the indexes on it
-    for the duration and create them again after, in the same transaction.
+    """When ``rows`` of ``total`` are to change ``column``, drop the indexes on it for the
+    duration and create them again after, in the same transaction (on PostgreSQL the
+    foreign keys on it too, and not the unique indexes).
 
-    Updating an index entry per row costs about five times what building the whole index
-    again costs per row, so past ``_REINDEX_SHARE`` of the rows rebuilding is faster. Other
-    connections read the snapshot from before the transaction, indexes included.
+    On SQLite updating an index entry per row costs about five times what building the whole
+    index again costs per row, so past ``_REINDEX_SHARE`` of the rows rebuilding is faster.
+    Other connections read the snapshot from before the transaction, indexes included.
+    PostgreSQL: see ``_without_indexes_on_postgres``.
     """
-    if session.get_bind().dialect.name != "sqlite" or rows < total * _REINDEX_SHARE:
+    if session.get_bind().dialect.name == "postgresql":
+        with _without_indexes_on_postgres(session, table, column, rows, total):
+            yield
+        return
+    if rows < total * _REINDEX_SHARE:
         yield
         return
     indexes = [
@@ -789,6 +841,103 @@ def _without_indexes_on(
         # caller who commits anyway keeps the schema.
         for _name, sql in indexes:
             session.execute(text(sql))
+
+
+@contextmanager
+def _without_indexes_on_postgres(
+    session: Session, table: str, column: str, rows: int, total: int
+) -> Iterator[None]:
+    """On PostgreSQL, past ``_PG_REINDEX_SHARE``, drop the foreign keys and the plain
+    (not unique) indexes on ``column`` for the duration, and add them again after.
+
+    An update then changes no index on the column and checks no key row by row: the index
+    is built again by one sort and each foreign key checked again by one join. Dropping
+    them locks ``table`` (and the table a foreign key refers to) ``ACCESS EXCLUSIVE`` until
+    the transaction ends, so other sessions wait to read them too (writers already wait).
+    That lock is asked for first, waiting at most ``_PG_LOCK_WAIT``: a session that read
+    the tables and now waits to write them (behind this rebuild's lock) would never let go
+    of its read lock, a deadlock; then nothing is dropped and the update goes row by row.
+    After an error the transaction is aborted and must roll back, which restores them.
+    """
+    if session.get_bind().dialect.name != "postgresql" or rows < total * _PG_REINDEX_SHARE:
+        yield
+        return
+    where = {"table": table, "column": column}
+    keys = session.execute(
+        text(
+            "SELECT quote_ident(k.conname), pg_get_constraintdef(k.oid), "
+            "CAST(CAST(k.confrelid AS regclass) AS TEXT) FROM pg_constraint k "
+            "JOIN pg_attribute a ON a.attrelid = k.conrelid AND a.attname = :column "
+            "WHERE k.conrelid = CAST(:table AS regclass) AND k.contype = 'f' "
+            "AND a.attnum = ANY (k.conkey) ORDER BY k.conname"
+        ),
+        where,
+    ).all()
+    indexes = session.execute(
+        text(
+            "SELECT quote_ident(n.nspname) || '.' || quote_ident(c.relname), "
+            "pg_get_indexdef(i.indexrelid) FROM pg_index i "
+            "JOIN pg_class c ON c.oid = i.indexrelid "
+            "JOIN pg_namespace n ON n.oid = c.relnamespace "
+            "JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attname = :column "
+            "WHERE i.indrelid = CAST(:table AS regclass) AND a.attnum = ANY (i.indkey) "
+            "AND NOT i.indisunique AND NOT i.indisexclusion ORDER BY c.relname"
+        ),
+        where,
+    ).all()
+    if not (keys or indexes) or not _locked_alone(
+        session, [table, *(referred for _, _, referred in keys)]
+    ):
+        yield
+        return
+    # Through the DBAPI cursor: a definition may hold ``::`` casts, which ``text`` would take
+    # for bound parameters.
+    with _dbapi(session).cursor() as cursor:
+        for name, _definition, _referred in keys:
+            cursor.execute(f"ALTER TABLE {table} DROP CONSTRAINT {name}")
+        for name, _definition in indexes:
+            cursor.execute(f"DROP INDEX {name}")
+    yield
+    with _dbapi(session).cursor() as cursor:
+        for _name, definition in indexes:
+            cursor.execute(definition)
+        for name, definition, _referred in keys:
+            cursor.execute(f"ALTER TABLE {table} ADD CONSTRAINT {name} {definition}")
+
+
+def _locked_alone(session: Session, tables: Sequence[str]) -> bool:
+    """Whether these PostgreSQL tables could be locked ``ACCESS EXCLUSIVE`` (then they are,
+    until the transaction ends) within ``_PG_LOCK_WAIT``, a lock timeout or a deadlock
+    undone by a savepoint."""
+    try:
+        with session.begin_nested():
+            before = session.execute(text("SELECT current_setting('lock_timeout')")).scalar_one()
+            session.execute(text(f"SELECT set_config('lock_timeout', '{_PG_LOCK_WAIT}', true)"))
+            session.execute(
+                text(f"LOCK TABLE {', '.join(sorted(set(tables)))} IN ACCESS EXCLUSIVE MODE")
+            )
+            session.execute(
+                text("SELECT set_config('lock_timeout', :before, true)"), {"before": before}
+            )
+    except DBAPIError as error:
+        if getattr(error.orig, "sqlstate", None) not in _LOCK_REFUSED:
+            raise
+        return False
+    return True
+
+
+def _row_estimate(session: Session, table: str) -> int:
+    """A PostgreSQL table's rows: the planner's estimate, or a count when the table was
+    never analysed (0 on SQLite, which does not ask)."""
+    if session.get_bind().dialect.name != "postgresql":
+        return 0
+    found = session.execute(
+        text("SELECT reltuples FROM pg_class WHERE oid = CAST(:table AS regclass)"),
+        {"table": table},
+    ).scalar_one()
+    if found < 0:
+        found = session.execute(text(f"SELECT count(*) FROM {table}")).scalar_one()
+    return int(found)
 
 
 def _log_rows(
@@ -908,7 +1057,14 @@ def _write(session: Session, plan: GraphPlan, report: Progress) -> tuple[int, in
                 {"id": plan.pointer_persons, "person": plan.pointer_targets},
                 key=True,
             )
-            _update_from(session, "identity_persons", "merged_into", "ichigen_rebuild_pointers")
+            with _without_indexes_on_postgres(
+                session,
+                "identity_persons",
+                "merged_into",
+                len(plan.pointer_persons),
+                _row_estimate(session, "identity_persons"),
+            ):
+                _update_from(session, "identity_persons", "merged_into", "ichigen_rebuild_pointers")
         report("writing", 4, steps)
 
         if len(plan.reassigned_to):
@@ -954,7 +1110,7 @@ def rebuild_graph(
     """
     report = progress or _no_progress
     _lock(session, dry_run)
-    with _large_cache(session):
+    with _large_memory(session):
         plan, seconds = plan_graph(session, report)
         new_persons = len(plan.new_person_formers)
         log_rows = len(plan.merged_persons) + new_persons + len(plan.reassigned_to)

@@ -4,13 +4,14 @@ random message sequences it finds the same partition as incremental resolution."
 
 from __future__ import annotations
 
+import contextlib
 from collections import defaultdict
 from datetime import UTC, datetime
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from sqlalchemy import func, insert, inspect, select, update
+from sqlalchemy import func, insert, inspect, select, text, update
 from sqlalchemy.orm import Session
 
 from ichigen.core.audit import Actor
@@ -101,10 +102,29 @@ def rebuild_log(session: Session) -> list[tuple[str, int, int | None]]:
     return [(a, p, o) for a, p, o in rows]
 
 
-def identifier_indexes(session: Session) -> list[tuple[str | None, tuple[str | None, ...]]]:
-    """The indexes on the identifiers table: name and columns."""
-    found = inspect(session.connection()).get_indexes("identity_identifiers")
-    return sorted((i["name"], tuple(i["column_names"])) for i in found)
+def identity_schema(session: Session) -> list[tuple[str, str | None, tuple[str | None, ...]]]:
+    """The indexes and foreign keys of the persons and identifiers tables: name and columns."""
+    inspector = inspect(session.connection())
+    found: list[tuple[str, str | None, tuple[str | None, ...]]] = []
+    for table in ("identity_persons", "identity_identifiers"):
+        found += [
+            (table, i["name"], tuple(i["column_names"])) for i in inspector.get_indexes(table)
+        ]
+        found += [
+            (table, k["name"], (*k["constrained_columns"], k["referred_table"]))
+            for k in inspector.get_foreign_keys(table)
+        ]
+    return sorted(found)
+
+
+def memory_settings(session: Session) -> list[str]:
+    """PostgreSQL's work_mem and maintenance_work_mem (nothing on SQLite)."""
+    if session.get_bind().dialect.name != "postgresql":
+        return []
+    return [
+        session.execute(text(f"SELECT current_setting('{name}')")).scalar_one()
+        for name in ("work_mem", "maintenance_work_mem")
+    ]
 
 
 def new_person(session: Session, created_at: datetime | None = None) -> int:
@@ -219,9 +239,17 @@ def test_one_component_on_two_persons_is_merged_into_the_oldest(session: Session
     session.execute(update(Person).where(Person.id == younger).values(merged_into=alice))
     stray = new_person(session)
     session.execute(update(Person).where(Person.id == stray).values(merged_into=younger))
+    schema_before = identity_schema(session)
+    memory_before = memory_settings(session)
 
     result = rebuild_graph(session)
 
+    # Pointers of most persons changed: on PostgreSQL the index and the foreign key on
+    # merged_into were dropped and built again, and the memory settings put back.
+    assert result.pointers_changed == 3
+    assert identity_schema(session) == schema_before
+    assert any(name == "ix_identity_persons_merged_into" for _, name, _ in schema_before)
+    assert memory_settings(session) == memory_before
     assert result.persons_merged == 1
     assert (result.persons_created, result.persons_split) == (0, 0)
     for type_, value in [("anonymous_id", "a1"), ("email", "alice@x.jp"), ("user_id", "alice")]:
@@ -300,7 +328,13 @@ def test_a_person_split_across_components_and_a_merged_person_is_put_back(
     assert rebuild_graph(session).rows_written == 0
 
 
-def test_a_scrambled_graph_is_repaired_to_its_components(session: Session) -> None:
+@pytest.mark.parametrize("other_reader", [False, True], ids=["alone", "other_reader"])
+def test_a_scrambled_graph_is_repaired_to_its_components(
+    session: Session, other_reader: bool
+) -> None:
+    postgres = session.get_bind().dialect.name == "postgresql"
+    if other_reader and not postgres:
+        pytest.skip("only PostgreSQL locks the tables against readers to drop an index")
     _scripted_history(session)
     for n in range(12):
         service.resolve(
@@ -322,13 +356,28 @@ def test_a_scrambled_graph_is_repaired_to_its_components(session: Session) -> No
     first, _ = plan_graph(session)
     second, _ = plan_graph(session)
     assert first.same_as(second)
-    indexes_before = identifier_indexes(session)
+    schema_before = identity_schema(session)
+    memory_before = memory_settings(session)
+    with contextlib.ExitStack() as stack:
+        if other_reader:
+            # A session in the middle of a transaction that read the identifiers: the
+            # rebuild cannot lock them to drop an index, and updates row by row instead (a
+            # rebuild that waited for the lock would fail on the statement timeout).
+            session.execute(text("SET LOCAL statement_timeout = '30s'"))
+            reader = stack.enter_context(session.get_bind().connect())
+            reader.execute(select(IdentityIdentifier.id).limit(1)).all()
 
-    result = rebuild_graph(session)
+        result = rebuild_graph(session)
 
-    # Enough moves that SQLite drops the person_id index and builds it again.
+        if other_reader:
+            assert reader.execute(select(func.count()).select_from(Person)).scalar_one() == 0
+
+    # Enough moves that the person_id index (and on PostgreSQL its foreign key) is dropped
+    # and built again.
     assert result.identifiers_moved >= result.identifiers / 5
-    assert identifier_indexes(session) == indexes_before
+    assert identity_schema(session) == schema_before
+    assert any(name == "ix_identity_identifiers_person_id" for _, name, _ in schema_before)
+    assert memory_settings(session) == memory_before
     assert stored_partition(session) == expected
     check_invariants(session)
     again = rebuild_graph(session)
