@@ -417,11 +417,16 @@ def _serve_writes(
     loads: queue.Queue[_Batch | None] = queue.Queue(maxsize=2)
     ingest = IngestLog(log_directory(store.path), store.ingest_log_number() + 1)
     stages = [
-        threading.Thread(target=_receive_writes, args=(conn, received), name="event-store-receive"),
+        # Daemons: if a stage fails, the process must still exit (then the server hears at
+        # once that its writes were not acknowledged), not wait on a thread reading the pipe.
+        threading.Thread(
+            target=_receive_writes, args=(conn, received), name="event-store-receive", daemon=True
+        ),
         threading.Thread(
             target=_log_writes,
             args=(ingest, ready, conn, loads, health, policy),
             name="event-store-log",
+            daemon=True,
         ),
     ]
     if attribution is not None:
@@ -430,6 +435,7 @@ def _serve_writes(
                 target=_attribute_writes,
                 args=(attribution, received, ready),
                 name="event-store-attribution",
+                daemon=True,
             )
         )
     for stage in stages:

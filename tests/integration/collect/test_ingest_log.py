@@ -200,3 +200,24 @@ def test_an_acknowledged_record_the_store_still_refuses_is_kept_as_a_failed_even
         assert store.count() == 2
     finally:
         store.close()
+
+
+def test_a_write_the_log_cannot_take_is_refused_and_the_next_ones_go_on(tmp_path: Path) -> None:
+    path = tmp_path / "events.duckdb"
+    store = ProcessEventStore(path, load_policy=ONLY_ON_READ)
+    try:
+        store.append([track("u1", 1)], [])
+        assert store.count() == 1  # loaded: the log has no segment open
+        directory = log_directory(path)
+        directory.rmdir()
+        directory.write_text("not a directory")  # the next segment cannot be created
+        refused = store.submit(table(track("u1", 2)), [])
+        assert refused.done.wait(30)
+        assert refused.outcome.error is not None
+        assert refused.outcome.error.startswith("the ingest log could not be written")
+        directory.unlink()
+        directory.mkdir()
+        store.append([track("u1", 3)], [])
+        assert [e["message_id"] for e in store.find(EventFilter(), 10).events] == ["u1-3", "u1-1"]
+    finally:
+        store.close()
