@@ -532,28 +532,31 @@ class Collector:
             group, stop = self._take_group(source)
             if group:
                 try:
-                    table = _group_table(group)
-                except Exception:  # the writer meets the same and answers the requests
+                    writes.put(self._attributed(attribution, group))
+                except Exception:
+                    # Its rows could not be converted: each write on its own, so that only
+                    # the faulty one goes to the writer as it is (which refuses it).
                     for pending in group:
-                        writes.put(pending)
-                    if stop:
-                        writes.put(None)
-                        return
-                    continue
-                if table is not None:
-                    table = self._attribute(attribution, table)
-                writes.put(
-                    _Pending(
-                        (),
-                        [key for pending in group for key in pending.keys],
-                        [row for pending in group for row in pending.failed],
-                        [ticket for pending in group for ticket in pending.tickets],
-                        table,
-                    )
-                )
+                        try:
+                            writes.put(self._attributed(attribution, [pending]))
+                        except Exception:
+                            writes.put(pending)
             if stop:
                 writes.put(None)
                 return
+
+    def _attributed(self, attribution: Attribution, group: list[_Pending]) -> _Pending:
+        """The group as one write, its rows converted and their persons resolved."""
+        table = _group_table(group)
+        if table is not None:
+            table = self._attribute(attribution, table)
+        return _Pending(
+            (),
+            [key for pending in group for key in pending.keys],
+            [row for pending in group for row in pending.failed],
+            [ticket for pending in group for ticket in pending.tickets],
+            table,
+        )
 
     def _run(self, source: queue.SimpleQueue[_Pending | None]) -> None:
         submit = getattr(self.store, "submit", None)
@@ -737,7 +740,7 @@ def _future_of(ticket: _Ticket, loop: asyncio.AbstractEventLoop) -> asyncio.Futu
     if wakeups is None:
         if len(_wakeups) > 16:  # loops of tests that have finished
             for old in [old for old in _wakeups if old.is_closed()]:
-                del _wakeups[old]
+                _wakeups.pop(old, None)
         wakeups = _wakeups[loop] = _LoopWakeups(loop)
     ticket.then(lambda error: wakeups.settle(future, error))
     return future

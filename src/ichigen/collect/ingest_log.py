@@ -153,10 +153,12 @@ class IngestLog:
             os.fdatasync(self._file)
         except BaseException:
             # Cut the partial record off so that no later record sits behind it, and go on in
-            # a new segment in case even that failed.
+            # a new segment in case even that failed; and under a new number, so that a
+            # record left behind all the same is never taken for the next one.
             with contextlib.suppress(OSError):
                 os.ftruncate(self._file, start)
             self.rotate()
+            self.next_number = number + 1
             raise
         self._size = start + written
         self.next_number = number + 1

@@ -126,6 +126,10 @@ _EVENT_FIELDS = ", ".join(
 )
 
 
+#: Errors of the machine, not of the rows: a load that meets one can succeed later.
+TRANSIENT_ERRORS = (duckdb.IOException, duckdb.OutOfMemoryException, OSError, MemoryError)
+
+
 @dataclass(frozen=True, slots=True)
 class FailedRow:
     """A message rejected at ingestion, kept with why."""
@@ -135,6 +139,10 @@ class FailedRow:
     reason: str
     problems: list[dict[str, Any]]
     payload: Any
+
+
+#: An ingest-log record as loaded: its number, its rows, its failed messages.
+LogBatchRecord = tuple[int, "pa.Table | None", list[FailedRow]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -321,6 +329,54 @@ class DuckDBEventStore:
         found = self._con.execute("SELECT last_number FROM ingest_log_state").fetchone()
         return int(found[0]) if found else 0
 
+    def load_log_records(self, records: Sequence[LogBatchRecord]) -> None:
+        """Load ingest-log records (number, rows, failed messages), in order, in one
+        transaction; those this file holds already are skipped. If DuckDB refuses them for
+        what they hold (not for a fault of the machine, which is raised), each record is
+        loaded on its own, and the rows of one still refused are kept as failed events with
+        the reason: acknowledged, they must not be lost, nor stop the records after them."""
+        done = self.ingest_log_number()
+        records = [record for record in records if record[0] > done]
+        if not records:
+            return
+        try:
+            self._append_records(records)
+            return
+        except TRANSIENT_ERRORS:
+            raise
+        except Exception:
+            log.exception("loading the ingest log failed; loading its records one by one")
+        for record in records:
+            try:
+                self._append_records([record])
+            except TRANSIENT_ERRORS:
+                raise
+            except Exception as exc:
+                number, table, failed = record
+                log.exception("ingest log record %d could not be stored as events", number)
+                reason = (
+                    f"acknowledged, but the event store refused it: {type(exc).__name__}: {exc}"
+                )
+                kept = [
+                    FailedRow(
+                        row["source_id"] or 0,
+                        row["received_at"] or datetime.now(UTC),
+                        reason,
+                        [],
+                        {k: v for k, v in row.items() if v is not None},
+                    )
+                    for row in ([] if table is None else table.to_pylist())
+                ]
+                self.append_table(None, [*failed, *kept], log_number=number)
+
+    def _append_records(self, records: Sequence[LogBatchRecord]) -> None:
+        tables = [table for _, table, _ in records if table is not None]
+        self.append_table(
+            pa.concat_tables(tables) if tables else None,
+            [row for _, _, failed in records for row in failed],
+            log_number=records[-1][0],
+        )
+
     def replay_ingest_log(self, max_rows: int = 50_000) -> int:
         """Load the ingest log's records that this file does not hold yet (writes that were
         acknowledged before a crash), then remove the log's segments. Returns how many rows
@@ -330,33 +386,24 @@ class DuckDBEventStore:
         if not found:
             return 0
         done = self.ingest_log_number()
-        tables: list[pa.Table] = []
-        failed: list[FailedRow] = []
-        rows = 0
-        last = done
-        replayed = 0
-
-        def load() -> None:
-            nonlocal tables, failed, rows, replayed
-            self.append_table(pa.concat_tables(tables) if tables else None, failed, log_number=last)
-            replayed += rows
-            tables, failed, rows = [], [], 0
-
+        chunk: list[LogBatchRecord] = []
+        rows = replayed = 0
         for segment in found:
             for record in ingest_log.read_segment(segment):
                 if record.number <= done:
                     continue
-                if record.rows is not None:
-                    tables.append(record.rows)
-                    rows += record.rows.num_rows
-                failed.extend(FailedRow(*fields) for fields in record.failed)
-                last = record.number
+                failed = [FailedRow(*fields) for fields in record.failed]
+                chunk.append((record.number, record.rows, failed))
+                rows += 0 if record.rows is None else record.rows.num_rows
                 if rows >= max_rows:
-                    load()
-        if tables or failed or last > self.ingest_log_number():
-            load()
+                    self.load_log_records(chunk)
+                    replayed += rows
+                    chunk, rows = [], 0
+        if chunk:
+            self.load_log_records(chunk)
+            replayed += rows
         ingest_log.remove_segments(found)
-        if last > done:
+        if replayed or self.ingest_log_number() > done:
             log.warning(
                 "event store %s: %d events of acknowledged writes loaded from its ingest log",
                 self.path,

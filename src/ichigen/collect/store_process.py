@@ -40,7 +40,6 @@ from multiprocessing.reduction import ForkingPickler
 from pathlib import Path
 from typing import Any
 
-import duckdb
 import numpy as np
 import pyarrow as pa
 
@@ -63,7 +62,6 @@ from ichigen.collect.store import (
     rows_problem,
     rows_to_arrow,
 )
-from ichigen.core.clock import utcnow
 from ichigen.core.settings import Settings
 
 #: How long the child keeps trying to open a store that another process is still closing.
@@ -234,12 +232,39 @@ class _Batch:
         self.since = 0.0
         self.segments: list[Path] = []
         self.requests: list[_LoadRequest] = []
+        #: it took one of the loader's places (see ``_hand_over``)
+        self.holds_room = False
 
     def add(self, number: int, table: pa.Table | None, failed: list[FailedRow]) -> None:
         if not self.records:
             self.since = time.monotonic()
         self.records.append((number, table, failed))
         self.rows += 0 if table is None else table.num_rows
+
+
+def _hand_over(
+    batch: _Batch,
+    ingest: IngestLog,
+    loads: queue.Queue[_Batch | None],
+    health: _Health,
+    room: threading.Semaphore,
+    *,
+    wait: bool,
+) -> bool:
+    """Give the batch to the loader. At most two wait for it (the log stage waits for a
+    place, so a slow loader slows the acknowledgements); while loading fails, the log stage
+    does not wait (it must go on answering writes, with the error) unless ``wait``: the
+    batch stays with it, to be handed over later. Whether it was handed over."""
+    batch.segments.extend(ingest.cut())
+    while not room.acquire(timeout=0.2):
+        if health.error is not None:
+            if not wait:
+                return False
+            break  # stopping: handed over without a place
+    else:
+        batch.holds_room = True
+    loads.put(batch)
+    return True
 
 
 def _log_writes(
@@ -249,6 +274,7 @@ def _log_writes(
     loads: queue.Queue[_Batch | None],
     health: _Health,
     policy: LoadPolicy,
+    room: threading.Semaphore,
 ) -> None:
     """Append every write waiting to the ingest log as one record, acknowledge each (in
     order) once the record is durable, and hand the records over to be loaded into DuckDB
@@ -257,7 +283,9 @@ def _log_writes(
     try:
         while True:
             wait = (
-                max(0.0, batch.since + policy.seconds - time.monotonic()) if batch.records else None
+                max(0.1 if batch.segments else 0.0, batch.since + policy.seconds - time.monotonic())
+                if batch.records
+                else None
             )
             items, stop = _take_all(source, wait)
             writes = [item for item in items if not isinstance(item, _LoadRequest)]
@@ -291,14 +319,20 @@ def _log_writes(
                 # has gone, what was logged stays.
                 with contextlib.suppress(EOFError, OSError):
                     conn.send(outcomes)
+            if batch.requests and health.error is not None:
+                # Loading fails: a read hears why at once instead of queueing behind it.
+                for request in batch.requests:
+                    request.error = health.error
+                    request.done.set()
+                batch.requests = []
             due = bool(batch.records) and (
                 batch.rows >= policy.rows or time.monotonic() - batch.since >= policy.seconds
             )
             if stop:
                 health.stopping = True
-            if due or batch.requests or stop:
-                batch.segments = ingest.cut()
-                loads.put(batch)  # waits while two loads are ahead of it
+            if (due or batch.requests or stop) and _hand_over(
+                batch, ingest, loads, health, room, wait=stop
+            ):
                 batch = _Batch()
             if stop:
                 return
@@ -308,67 +342,28 @@ def _log_writes(
         loads.put(None)
 
 
-#: Errors of the machine, not of the rows: a load that meets one is tried again.
-_TRANSIENT = (duckdb.IOException, duckdb.OutOfMemoryException, OSError, MemoryError)
-
-
-def _load_records(
-    store: DuckDBEventStore, records: list[tuple[int, pa.Table | None, list[FailedRow]]]
-) -> None:
-    tables = [table for _, table, _ in records if table is not None]
-    store.append_table(
-        pa.concat_tables(tables) if tables else None,
-        [row for _, _, failed in records for row in failed],
-        log_number=records[-1][0],
-    )
-
-
-def _load_one_by_one(
-    store: DuckDBEventStore, records: list[tuple[int, pa.Table | None, list[FailedRow]]]
-) -> None:
-    """Load each record on its own; the rows of one that DuckDB still refuses become failed
-    events with the reason (acknowledged, they must not be lost, nor stall the rest)."""
-    for record in records:
-        try:
-            _load_records(store, [record])
-        except _TRANSIENT:
-            raise
-        except Exception as exc:
-            number, table, failed = record
-            log.exception("ingest log record %d could not be stored as events", number)
-            reason = f"acknowledged, but the event store refused it: {type(exc).__name__}: {exc}"
-            kept = [
-                FailedRow(
-                    row["source_id"] or 0,
-                    row["received_at"] or utcnow(),
-                    reason,
-                    [],
-                    {k: v for k, v in row.items() if v is not None},
-                )
-                for row in ([] if table is None else table.to_pylist())
-            ]
-            store.append_table(None, [*failed, *kept], log_number=number)
-
-
 def _load_batches(
-    store: DuckDBEventStore, loads: queue.Queue[_Batch | None], health: _Health
+    store: DuckDBEventStore,
+    loads: queue.Queue[_Batch | None],
+    health: _Health,
+    room: threading.Semaphore,
 ) -> None:
     """Load the log's records into DuckDB, a batch a transaction, and drop their segments."""
+    gave_up = False
     while True:
         batch = loads.get()
         if batch is None:
             return
+        if batch.holds_room:
+            room.release()
         loaded = not batch.records
         attempt = 0
-        while not loaded:
+        # Once a batch is given up (stopping), none after it is loaded: the next start loads
+        # them all, in order, from the log (a later one loaded now would mark the earlier
+        # ones as done).
+        while not loaded and not gave_up:
             try:
-                try:
-                    _load_records(store, batch.records)
-                except _TRANSIENT:
-                    raise
-                except Exception:
-                    log.exception("loading the ingest log failed; loading its records one by one")
-                    _load_one_by_one(store, batch.records)
+                store.load_log_records(batch.records)
                 loaded = True
                 health.error = None
             except Exception as exc:
@@ -378,8 +373,9 @@ def _load_batches(
                 )
                 log.exception("loading the ingest log into the event store failed")
                 if health.stopping and attempt >= 3:
-                    break  # the log keeps them; the next start loads them
-                time.sleep(min(5.0, 0.1 * 2**attempt))
+                    gave_up = True  # the log keeps them; the next start loads them
+                else:
+                    time.sleep(min(5.0, 0.1 * 2**attempt))
         if loaded:
             remove_segments(batch.segments)
         for request in batch.requests:
@@ -414,7 +410,8 @@ def _serve_writes(
     policy: LoadPolicy,
 ) -> None:
     health = _Health()
-    loads: queue.Queue[_Batch | None] = queue.Queue(maxsize=2)
+    loads: queue.Queue[_Batch | None] = queue.Queue()
+    room = threading.Semaphore(2)
     ingest = IngestLog(log_directory(store.path), store.ingest_log_number() + 1)
     stages = [
         # Daemons: if a stage fails, the process must still exit (then the server hears at
@@ -424,7 +421,7 @@ def _serve_writes(
         ),
         threading.Thread(
             target=_log_writes,
-            args=(ingest, ready, conn, loads, health, policy),
+            args=(ingest, ready, conn, loads, health, policy, room),
             name="event-store-log",
             daemon=True,
         ),
@@ -441,7 +438,7 @@ def _serve_writes(
     for stage in stages:
         stage.start()
     try:
-        _load_batches(store, loads, health)
+        _load_batches(store, loads, health, room)
     except BaseException:
         log.exception("the event store stopped loading its ingest log")
         health.error = "the event store stopped loading its ingest log"
@@ -587,9 +584,9 @@ class ProcessEventStore:
         try:
             while True:
                 outcomes = self._writes.recv()  # of the next writes, in the order sent
-                with self._pending_lock:
-                    settled = [self._waiting.popleft() for _ in outcomes]
-                for waiting, outcome in zip(settled, outcomes, strict=True):
+                for outcome in outcomes:
+                    with self._pending_lock:
+                        waiting = self._waiting.popleft()
                     self._settle(waiting, outcome)
         except (EOFError, OSError, IndexError):
             pass

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import queue
 import threading
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime, timedelta
@@ -257,5 +258,39 @@ def test_a_row_that_cannot_be_converted_fails_only_its_own_write(tmp_path: Path)
         assert isinstance(error, StoreUnavailable) and "not written" in str(error)
         assert [e["message_id"] for e in store.find(EventFilter(), 10).events] == ["u1-1"]
         assert collector.write_sync([track("u1", "Viewed", 3)], []).stored == 1
+    finally:
+        collector.close()
+
+
+class _Tagging:
+    """Resolves each event's person to ``p-<user id>`` (the attribution stage's contract)."""
+
+    def attribute(self, table: pa.Table) -> pa.Table:
+        persons = pa.array([f"p-{u}" for u in table.column("user_id").to_pylist()], pa.string())
+        return table.set_column(table.schema.get_field_index("person_id"), "person_id", persons)
+
+    def forget(self) -> None:
+        pass
+
+
+def test_a_write_that_cannot_be_converted_leaves_its_group_resolved(tmp_path: Path) -> None:
+    store = DuckDBEventStore(tmp_path / "events.duckdb")
+    collector = Collector(store, attribution=_Tagging())
+    try:
+        faulty = list(track("u2", "Viewed", 2))
+        faulty[0] = "not a source id"
+        source: queue.SimpleQueue[_Pending | None] = queue.SimpleQueue()
+        writes: queue.SimpleQueue[_Pending | None] = queue.SimpleQueue()
+        good, bad = _Ticket(), _Ticket()
+        source.put(_Pending([track("u1", "Viewed", 1)], [1], [], [good]))
+        source.put(_Pending([tuple(faulty)], [2], [], [bad]))
+        source.put(None)
+        collector._attribute_groups(_Tagging(), source, writes)
+        resolved = writes.get()
+        assert resolved is not None and resolved.table is not None
+        assert resolved.table.column("person_id").to_pylist() == ["p-u1"]
+        left = writes.get()
+        assert left is not None and left.table is None and left.tickets == [bad]
+        assert writes.get() is None
     finally:
         collector.close()

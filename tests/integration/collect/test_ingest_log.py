@@ -3,13 +3,21 @@ holds them, reads see them at once, and a store opened after a crash loads what 
 
 from __future__ import annotations
 
+import multiprocessing
 import os
+import queue
 import signal
+import threading
+import time
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import duckdb
 import pyarrow as pa
+import pytest
 
+from ichigen.collect import store_process
 from ichigen.collect.ingest_log import IngestLog, log_directory, read_segment, segments
 from ichigen.collect.messages import Envelope, EventRow, Limits, normalise
 from ichigen.collect.store import (
@@ -17,6 +25,7 @@ from ichigen.collect.store import (
     DuckDBEventStore,
     EventFilter,
     FailedRow,
+    LogBatchRecord,
     rows_to_arrow,
 )
 from ichigen.collect.store_process import LoadPolicy, ProcessEventStore
@@ -220,4 +229,179 @@ def test_a_write_the_log_cannot_take_is_refused_and_the_next_ones_go_on(tmp_path
         store.append([track("u1", 3)], [])
         assert [e["message_id"] for e in store.find(EventFilter(), 10).events] == ["u1-3", "u1-1"]
     finally:
+        store.close()
+
+
+def broken(minute: int) -> pa.Table:
+    """A write whose properties are not JSON: DuckDB refuses it only when it is loaded."""
+    return table(track("u1", minute)).set_column(
+        EVENT_SCHEMA.get_field_index("properties"), "properties", pa.array(["{x"], pa.string())
+    )
+
+
+def test_a_record_the_store_refuses_does_not_keep_it_from_opening_after_a_crash(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "events.duckdb"
+    store = ProcessEventStore(path, load_policy=ONLY_ON_READ)
+    try:
+        refused_later = store.submit(broken(1), [])
+        assert refused_later.done.wait(30) and refused_later.outcome.error is None
+        store.append([track("u1", 2)], [])
+        pid = store._process.pid
+        assert pid is not None
+        os.kill(pid, signal.SIGKILL)
+        store._process.join(timeout=30)
+    finally:
+        store.close()
+    reopened = DuckDBEventStore(path)
+    try:
+        assert [e["message_id"] for e in reopened.find(EventFilter(), 10).events] == ["u1-2"]
+        [kept] = reopened.failed(None, None, 10, None)
+        assert kept["payload"]["message_id"] == "u1-1"
+    finally:
+        reopened.close()
+
+
+class _FailingOnce(DuckDBEventStore):
+    """A store whose load of one record meets a fault of the machine once."""
+
+    fail_at: int | None = None
+
+    def append_table(
+        self, table: pa.Table | None, failed: Sequence[FailedRow], *, log_number: int | None = None
+    ) -> None:
+        if log_number == self.fail_at and table is not None and table.num_rows == 1:
+            self.fail_at = None
+            raise duckdb.IOException("the disk went away for a moment")
+        super().append_table(table, failed, log_number=log_number)
+
+
+def test_a_load_tried_again_skips_the_records_the_store_holds(tmp_path: Path) -> None:
+    store = _FailingOnce(tmp_path / "events.duckdb")
+    try:
+        store.fail_at = 3
+        records: list[LogBatchRecord] = [
+            (1, table(track("u1", 1)), []),
+            (2, broken(2), []),
+            (3, table(track("u1", 3)), []),
+        ]
+        # Refused together (record 2), then one by one: 1 is stored, 2 kept as failed, and
+        # the fault at 3 stops the load; the next try must not store 1 or keep 2 again.
+        with pytest.raises(duckdb.IOException):
+            store.load_log_records(records)
+        store.load_log_records(records)
+        assert sorted(e["message_id"] for e in store.find(EventFilter(), 10).events) == [
+            "u1-1",
+            "u1-3",
+        ]
+        assert len(store.failed(None, None, 10, None)) == 1
+        assert store.ingest_log_number() == 3
+    finally:
+        store.close()
+
+
+class _OutOfMemoryFor(DuckDBEventStore):
+    """A store that cannot load the batch ending at one record number."""
+
+    refuse: int | None = None
+
+    def append_table(
+        self, table: pa.Table | None, failed: Sequence[FailedRow], *, log_number: int | None = None
+    ) -> None:
+        if log_number is not None and log_number == self.refuse:
+            raise duckdb.OutOfMemoryException("could not allocate")
+        super().append_table(table, failed, log_number=log_number)
+
+
+def test_once_a_load_is_given_up_while_stopping_no_later_one_is_loaded(tmp_path: Path) -> None:
+    path = tmp_path / "events.duckdb"
+    store = _OutOfMemoryFor(path)
+    writer = IngestLog(log_directory(path), store.ingest_log_number() + 1)
+    first, second = store_process._Batch(), store_process._Batch()
+    for minute in (1, 2):
+        rows = table(track("u1", minute))
+        first.add(writer.append([], rows), rows, [])
+    first.segments = writer.cut()
+    rows = table(track("u1", 3))
+    second.add(writer.append([], rows), rows, [])
+    second.segments = writer.cut()
+    store.refuse = 2
+    health = store_process._Health()
+    health.stopping = True
+    loads: queue.Queue[store_process._Batch | None] = queue.Queue()
+    for item in (first, second, None):
+        loads.put(item)
+    store_process._load_batches(store, loads, health, threading.Semaphore(2))
+    # Had the second batch been loaded, its number would mark the first as loaded too.
+    assert store.ingest_log_number() == 0 and store.count() == 0
+    assert len(segments(log_directory(path))) == 2
+    store.close()
+    reopened = DuckDBEventStore(path)
+    try:
+        assert reopened.count() == 3
+    finally:
+        reopened.close()
+
+
+class _DiskFull(DuckDBEventStore):
+    def append_table(
+        self, table: pa.Table | None, failed: Sequence[FailedRow], *, log_number: int | None = None
+    ) -> None:
+        if log_number is not None:
+            raise duckdb.IOException("No space left on device")
+        super().append_table(table, failed, log_number=log_number)
+
+
+def test_while_loading_fails_writes_and_reads_hear_it_at_once(tmp_path: Path) -> None:
+    path = tmp_path / "events.duckdb"
+    store = _DiskFull(path)
+    health = store_process._Health()
+    source: queue.SimpleQueue[object] = queue.SimpleQueue()
+    loads: queue.Queue[store_process._Batch | None] = queue.Queue()
+    room = threading.Semaphore(2)
+    server, child = multiprocessing.Pipe()
+    stages = [
+        threading.Thread(
+            target=store_process._log_writes,
+            args=(
+                IngestLog(log_directory(path), 1),
+                source,
+                child,
+                loads,
+                health,
+                ONLY_ON_READ,
+                room,
+            ),
+            daemon=True,
+        ),
+        threading.Thread(
+            target=store_process._load_batches, args=(store, loads, health, room), daemon=True
+        ),
+    ]
+    for stage in stages:
+        stage.start()
+    try:
+        source.put(([], table(track("u1", 1)), 0.0, 0))
+        assert server.poll(10) and server.recv()[0].error is None  # logged: acknowledged
+        reads = [store_process._LoadRequest() for _ in range(4)]
+        for request in reads:  # each would hand the failing loader a batch
+            source.put(request)
+        deadline = time.monotonic() + 10
+        while health.error is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert health.error is not None
+        for request in reads[1:]:
+            source.put(request)
+        source.put(([], table(track("u1", 2)), 0.0, 0))
+        assert server.poll(10), "a write went unanswered while loading failed"
+        [outcome] = server.recv()
+        assert outcome.error is not None and "No space left on device" in outcome.error
+        assert all(request.done.wait(10) for request in reads[1:])
+        assert all(request.error for request in reads[1:])
+    finally:
+        health.stopping = True
+        source.put(None)
+        for stage in stages:
+            stage.join(timeout=30)
         store.close()
