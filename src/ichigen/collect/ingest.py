@@ -24,7 +24,7 @@ from typing import Any, Protocol
 import numpy as np
 import orjson
 import pyarrow as pa
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from ichigen.collect.messages import EventRow
 from ichigen.collect.store import EventStore, FailedRow, rows_to_arrow
@@ -314,6 +314,18 @@ class CollectMetrics:
             registry=registry,
             buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
         )
+        self.unloaded = Gauge(
+            "ichigen_collect_messages_unloaded",
+            "Acknowledged messages in the event store's ingest log, not yet loaded into the "
+            "event store (reads wait for them to load)",
+            registry=registry,
+        )
+        self.unloaded_age = Gauge(
+            "ichigen_collect_unloaded_age_seconds",
+            "How long the oldest acknowledged message not yet loaded into the event store "
+            "has waited",
+            registry=registry,
+        )
         self.batch_size = Histogram(
             "ichigen_collect_request_messages",
             "Messages per request",
@@ -416,6 +428,10 @@ class Collector:
         self.debugger = Debugger(debugger_size)
         self.rates = RateLimiter()
         self.seen = SeenMessages(store.message_hashes())
+        unloaded: Callable[[], tuple[int, float]] | None = getattr(store, "unloaded", None)
+        if unloaded is not None:  # a store that loads what it acknowledged later
+            self.metrics.unloaded.set_function(lambda: unloaded()[0])
+            self.metrics.unloaded_age.set_function(lambda: unloaded()[1])
         #: message keys being written, and the write that carries them
         self._inflight: dict[int, _Ticket] = {}
         self._lock = threading.Lock()

@@ -10,10 +10,15 @@ those transactions records the number of the last log record it holds
 after a crash loads the records it does not hold yet before anything else (``replay``).
 
 The log is a directory beside the store file (``events.duckdb.ingest``) of segment files
-named by their first record's number. A record is a header (magic, number, lengths, CRC-32)
-followed by the failed messages as JSON and the rows as an Arrow IPC stream. A record cut
-short by a crash was never acknowledged (the acknowledgement comes after the
-``fdatasync``): reading stops there.
+named by the store's id and their first record's number (``<store id>.<number>.log``). The
+id is kept in the store file, so a log left beside a different file (one restored from a
+backup, or a new store in its place) is never loaded into it: such segments are moved to
+``foreign/`` and reported. A record is a header (magic, number, lengths, CRC-32) followed by
+the failed messages as JSON and the rows as an Arrow IPC stream. A record cut short at the
+end of a segment by a crash was never acknowledged (the acknowledgement comes after the
+``fdatasync``): reading stops there. A record that is complete but does not match its
+checksum was acknowledged and then damaged on disk: the segment is moved to ``damaged/``
+and reported as an error, not removed.
 """
 
 from __future__ import annotations
@@ -39,6 +44,18 @@ _MAGIC = b"ILG1"
 #: magic, record number, length of the failed messages, length of the rows, CRC-32 of both
 _HEADER = struct.Struct("<4sQIII")
 _SUFFIX = ".log"
+#: Where segments of another store file, and damaged ones, are moved (never loaded).
+FOREIGN = "foreign"
+DAMAGED = "damaged"
+
+
+class DamagedSegment(Exception):
+    """A segment holds a complete record that does not read back as written."""
+
+    def __init__(self, path: Path, offset: int, reason: str) -> None:
+        super().__init__(f"ingest log {path} is damaged at byte {offset}: {reason}")
+        self.path = path
+        self.offset = offset
 
 
 def log_directory(store_path: str | Path) -> Path:
@@ -123,8 +140,10 @@ def _fsync_directory(directory: Path) -> None:
 class IngestLog:
     """The writing end: one writer appends records and starts new segments."""
 
-    def __init__(self, directory: Path, next_number: int) -> None:
+    def __init__(self, directory: Path, next_number: int, store_id: str) -> None:
         self.directory = directory
+        #: the id of the store file the records are for (in every segment's name)
+        self.store_id = store_id
         directory.mkdir(parents=True, exist_ok=True)
         #: the number the next record gets
         self.next_number = next_number
@@ -165,7 +184,7 @@ class IngestLog:
         return number
 
     def _open_segment(self, first: int) -> None:
-        path = self.directory / f"{first:020d}{_SUFFIX}"
+        path = self.directory / f"{self.store_id}.{first:020d}{_SUFFIX}"
         self._file = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         self._segment = path
         self._size = 0
@@ -193,30 +212,90 @@ class IngestLog:
         self.rotate()
 
 
-def segments(directory: Path) -> list[Path]:
-    """The log's segment files, oldest first."""
+def segment_name_id(path: Path) -> str | None:
+    """The store id in a segment's name (None: a name without one)."""
+    stem = path.name.removesuffix(_SUFFIX)
+    store_id, dot, number = stem.rpartition(".")
+    return store_id if dot and number.isdigit() else None
+
+
+def segments(directory: Path, store_id: str | None = None) -> list[Path]:
+    """The log's segment files, oldest first: those of the store ``store_id``, or all."""
     if not directory.is_dir():
         return []
-    return sorted(p for p in directory.iterdir() if p.suffix == _SUFFIX)
+    found = [p for p in directory.iterdir() if p.suffix == _SUFFIX and p.is_file()]
+    if store_id is not None:
+        found = [p for p in found if segment_name_id(p) == store_id]
+    return sorted(found, key=lambda p: p.name.rsplit(".", 2)[-2])
 
 
-def read_segment(path: Path) -> Iterator[LogRecord]:
-    """The complete records of one segment, in order; stops at one cut short or damaged."""
+def set_aside(path: Path, where: str) -> Path:
+    """Move a segment out of the log into its ``where`` folder (kept for a person to look
+    at); returns where it went."""
+    folder = path.parent / where
+    folder.mkdir(exist_ok=True)
+    target = folder / path.name
+    copy = 1
+    while target.exists():  # one set aside before under the same name is kept too
+        copy += 1
+        target = folder / f"{path.stem}-{copy}{_SUFFIX}"
+    path.rename(target)
+    _fsync_directory(folder)
+    _fsync_directory(path.parent)
+    return target
+
+
+def set_aside_warnings(store_path: str | Path) -> list[str]:
+    """What an operator should look at: segments moved out of the log of the store at
+    ``store_path`` (written for another store file, or damaged), one line per folder."""
+    directory = log_directory(store_path)
+    found = []
+    for where, why in ((DAMAGED, "damaged"), (FOREIGN, "written for another store file")):
+        folder = directory / where
+        count = sum(1 for _ in folder.glob(f"*{_SUFFIX}")) if folder.is_dir() else 0
+        if count:
+            found.append(f"{count} ingest log segment(s) {why}, not loaded: see {folder}")
+    return found
+
+
+def _first_number(path: Path) -> int | None:
+    number = path.name.removesuffix(_SUFFIX).rsplit(".", 1)[-1]
+    return int(number) if number.isdigit() else None
+
+
+def read_segment(path: Path, *, newest: bool = True) -> Iterator[LogRecord]:
+    """The complete records of one segment, in order. In the log's ``newest`` segment,
+    reading stops at a record cut short (a crash while it was written: never acknowledged);
+    any other segment was complete when the next one began. After the good records, raises
+    ``DamagedSegment`` if a record does not read back as written: a payload that does not
+    match its checksum, a record out of sequence, or (not the newest) a record cut short."""
     data = path.read_bytes()
     offset = 0
+    expected = _first_number(path)
     while offset + _HEADER.size <= len(data):
         magic, number, failed_size, rows_size, checksum = _HEADER.unpack_from(data, offset)
         start = offset + _HEADER.size
         end = start + failed_size + rows_size
-        if magic != _MAGIC or end > len(data):
-            break
+        if magic != _MAGIC:
+            if newest and not data[offset:].strip(b"\0"):
+                break  # space the file system gave a record that a crash cut short
+            raise DamagedSegment(path, offset, "a record does not start with the log's mark")
+        if expected is not None and number != expected:
+            raise DamagedSegment(path, offset, f"record {number} where {expected} was due")
+        if end > len(data):
+            if newest:
+                break
+            raise DamagedSegment(path, offset, f"record {number} runs past the segment's end")
         failed_data = data[start : start + failed_size]
         rows_data = data[start + failed_size : end]
         if zlib.crc32(rows_data, zlib.crc32(failed_data)) != checksum:
-            break
+            raise DamagedSegment(path, offset, f"record {number} does not match its checksum")
         yield LogRecord(number, _failed_from_bytes(failed_data), table_from_bytes(rows_data))
         offset = end
+        expected = number + 1
     if offset != len(data):
+        if not newest:
+            raise DamagedSegment(path, offset, "it ends with part of a record")
         log.warning(
             "ingest log %s ends with %d bytes of an unfinished record (never acknowledged)",
             path,

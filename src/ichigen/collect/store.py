@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
@@ -97,7 +98,11 @@ _DDL = (
     "CREATE SEQUENCE IF NOT EXISTS failed_event_ids START 1",
     # The number of the last ingest-log record whose rows this file holds (ingest_log.py).
     "CREATE TABLE IF NOT EXISTS ingest_log_state (last_number BIGINT NOT NULL)",
-    "INSERT INTO ingest_log_state SELECT 0 WHERE NOT EXISTS (SELECT 1 FROM ingest_log_state)",
+    "INSERT INTO ingest_log_state (last_number) SELECT 0 "
+    "WHERE NOT EXISTS (SELECT 1 FROM ingest_log_state)",
+    # The file's own id, in the names of its log's segments: a log is only loaded into the
+    # file it was written for, not into a new file put in its place.
+    "ALTER TABLE ingest_log_state ADD COLUMN IF NOT EXISTS store_id VARCHAR",
     """
     CREATE TABLE IF NOT EXISTS failed_events (
         id BIGINT PRIMARY KEY DEFAULT nextval('failed_event_ids'),
@@ -202,6 +207,8 @@ class EventStore(Protocol):
         self, user_ids: Sequence[str], anonymous_ids: Sequence[str], person_id: str
     ) -> int: ...
 
+    def delete_anonymous(self, anonymous_ids: Sequence[str]) -> int: ...
+
     def export_parquet(
         self, directory: Path, since: datetime | None, until: datetime | None
     ) -> int: ...
@@ -275,8 +282,14 @@ class DuckDBEventStore:
         self._write_lock = threading.Lock()
         self._local = threading.local()
         self._cursors: list[duckdb.DuckDBPyConnection] = []
+        found = self._con.execute("SELECT store_id FROM ingest_log_state").fetchone()
+        #: this file's id ("" only until a new or older file is given one, just below)
+        self.store_id: str = found[0] if found and found[0] else ""
         if self.path != ":memory:":
             self.replay_ingest_log()
+        if not self.store_id:
+            self.store_id = uuid.uuid4().hex
+            self._con.execute("UPDATE ingest_log_state SET store_id = ?", [self.store_id])
 
     # ------------------------------------------------------------------ writes
 
@@ -379,30 +392,59 @@ class DuckDBEventStore:
 
     def replay_ingest_log(self, max_rows: int = 50_000) -> int:
         """Load the ingest log's records that this file does not hold yet (writes that were
-        acknowledged before a crash), then remove the log's segments. Returns how many rows
-        came back."""
+        acknowledged before a crash), then remove the log's segments. Segments written for
+        another store file, and damaged ones, are moved aside and reported, never loaded
+        or removed. Returns how many rows came back."""
         directory = ingest_log.log_directory(self.path)
         found = ingest_log.segments(directory)
         if not found:
             return 0
+        own: list[Path] = []
+        for segment in found:
+            named = ingest_log.segment_name_id(segment)
+            # A file that has no id yet takes the segments named without one (a log from
+            # before segments carried it); a file with one takes only its own.
+            if named == self.store_id or (not self.store_id and named is None):
+                own.append(segment)
+            else:
+                moved = ingest_log.set_aside(segment, ingest_log.FOREIGN)
+                log.error(
+                    "event store %s: ingest log segment %s was written for another store "
+                    "file; not loaded, moved to %s",
+                    self.path,
+                    segment.name,
+                    moved,
+                )
         done = self.ingest_log_number()
         chunk: list[LogBatchRecord] = []
         rows = replayed = 0
-        for segment in found:
-            for record in ingest_log.read_segment(segment):
-                if record.number <= done:
-                    continue
-                failed = [FailedRow(*fields) for fields in record.failed]
-                chunk.append((record.number, record.rows, failed))
-                rows += 0 if record.rows is None else record.rows.num_rows
-                if rows >= max_rows:
-                    self.load_log_records(chunk)
-                    replayed += rows
-                    chunk, rows = [], 0
+        damaged: list[Path] = []
+        expected = done + 1
+        for segment in own:
+            try:
+                for record in ingest_log.read_segment(segment, newest=segment == own[-1]):
+                    if record.number <= done:
+                        continue
+                    if record.number > expected:
+                        self._report_gap(expected, record.number, first=expected == done + 1)
+                    expected = record.number + 1
+                    failed = [FailedRow(*fields) for fields in record.failed]
+                    chunk.append((record.number, record.rows, failed))
+                    rows += 0 if record.rows is None else record.rows.num_rows
+                    if rows >= max_rows:
+                        self.load_log_records(chunk)
+                        replayed += rows
+                        chunk, rows = [], 0
+            except ingest_log.DamagedSegment as exc:
+                damaged.append(segment)
+                log.error("event store %s: %s; the records after it are lost", self.path, exc)
         if chunk:
             self.load_log_records(chunk)
             replayed += rows
-        ingest_log.remove_segments(found)
+        for segment in damaged:
+            moved = ingest_log.set_aside(segment, ingest_log.DAMAGED)
+            log.error("event store %s: damaged ingest log kept at %s", self.path, moved)
+        ingest_log.remove_segments([segment for segment in own if segment not in damaged])
         if replayed or self.ingest_log_number() > done:
             log.warning(
                 "event store %s: %d events of acknowledged writes loaded from its ingest log",
@@ -410,6 +452,22 @@ class DuckDBEventStore:
                 replayed,
             )
         return replayed
+
+    def _report_gap(self, expected: int, found: int, *, first: bool) -> None:
+        """Records ``expected`` to ``found - 1`` are not in the log. Between the file and its
+        log (``first``): the file is older than the log, put back from a backup? Between
+        segments: a write that failed (and was answered with an error), or a segment gone."""
+        log.log(
+            logging.ERROR if first else logging.WARNING,
+            "event store %s: ingest log records %d to %d are not in the log (%s); loading the "
+            "records after them",
+            self.path,
+            expected,
+            found - 1,
+            "is the store file older than its log, put back from a backup?"
+            if first
+            else "a write that failed, or a segment removed",
+        )
 
     def delete_older_than(self, source_id: int, cutoff: datetime) -> int:
         with self._write_lock:
@@ -426,6 +484,23 @@ class DuckDBEventStore:
                 "replayed_message_id = ? WHERE id = ?",
                 [to_micros(at), message_id, failed_id],
             )
+
+    def delete_anonymous(self, anonymous_ids: Sequence[str]) -> int:
+        """Delete the events that carry one of these anonymous ids and no user id: what an
+        anonymous visitor's profile leaves in the store when it is removed (an event with a
+        user id belongs to someone identified, and stays). One indexed delete per id, each
+        its own statement, so that loading the ingest log is never held up for long.
+        Returns how many."""
+        removed = 0
+        for value in anonymous_ids:
+            with self._write_lock:
+                found = self._con.execute(
+                    "DELETE FROM events WHERE anonymous_key = hash(?::VARCHAR) "
+                    "AND anonymous_id = ? AND user_id IS NULL",
+                    [value, value],
+                ).fetchone()
+            removed += int(found[0]) if found else 0
+        return removed
 
     def reassign_person(
         self, user_ids: Sequence[str], anonymous_ids: Sequence[str], person_id: str

@@ -12,10 +12,9 @@ child takes every write that has arrived, resolves their persons together (ident
 resolution, when the server hands it a way to build one: that work then runs on the child's
 interpreter, not on the server's, where it competed with the checking of requests), appends
 them to the ingest log as one record and acknowledges each once the record is durable
-(``ingest_log.py``), while the next writes arrive and are resolved. Acknowledgements come
-back in the order the writes were sent. A fourth stage loads the log into DuckDB in large
-transactions; a read first has everything acknowledged loaded, so it sees every answered
-write.
+(``ingest_log.py``), while the next writes arrive. Acknowledgements come back in the order
+the writes were sent. A third stage loads the log into DuckDB in large transactions; a read
+first has everything acknowledged loaded, so it sees every answered write.
 
 The child stops when the server closes the store, and also when the server dies (its pipes
 close), after finishing the commit in hand; so a restarted server finds every acknowledged
@@ -186,22 +185,6 @@ def _attributed(attribution: Attribution, writes: list[Any]) -> list[Any]:
     return attributed
 
 
-def _attribute_writes(
-    attribution: Attribution, source: queue.SimpleQueue[Any], into: queue.SimpleQueue[Any]
-) -> None:
-    """Resolve the persons of every write waiting, while the writes before them are being
-    logged."""
-    try:
-        while True:
-            writes, stop = _take_all(source)
-            for write in _attributed(attribution, writes):
-                into.put(write)
-            if stop:
-                return
-    finally:
-        into.put(None)  # also if this stage failed: the log stage stops, the server hears
-
-
 class _LoadRequest:
     """A read's request that everything acknowledged so far be in DuckDB before it runs."""
 
@@ -213,13 +196,47 @@ class _LoadRequest:
 
 
 class _Health:
-    """What the loading of the ingest log into DuckDB says to the other stages."""
+    """What the loading of the ingest log into DuckDB says to the other stages, and what
+    the server is shown of it: how many acknowledged messages wait to be loaded and since
+    when (``lag``: shared with the server, messages and the oldest's wall-clock time)."""
 
-    def __init__(self) -> None:
+    def __init__(self, lag: Any = None) -> None:
         #: why the last load failed (new writes are refused until one succeeds)
         self.error: str | None = None
         #: the process is stopping: a failing load is not retried for long
         self.stopping = False
+        self._lag = lag
+        self._lock = threading.Lock()
+        #: (messages, wall-clock time of the first) of the batches the loader holds
+        self._loading: deque[tuple[int, float]] = deque()
+        self._gathering: tuple[int, float] = (0, 0.0)
+
+    def gathering(self, batch: _Batch) -> None:
+        """The log stage's batch, not yet handed over, is now this."""
+        with self._lock:
+            self._gathering = (batch.messages, batch.since_wall)
+            self._publish()
+
+    def handed_over(self, batch: _Batch) -> None:
+        with self._lock:
+            self._loading.append((batch.messages, batch.since_wall))
+            self._gathering = (0, 0.0)
+            self._publish()
+
+    def loaded(self) -> None:
+        """The loader is done with its oldest batch (loaded, or left in the log)."""
+        with self._lock:
+            if self._loading:
+                self._loading.popleft()
+            self._publish()
+
+    def _publish(self) -> None:
+        if self._lag is None:
+            return
+        parts = [*self._loading, self._gathering]
+        waiting = [since for messages, since in parts if messages]
+        self._lag[0] = float(sum(messages for messages, _ in parts))
+        self._lag[1] = min(waiting) if waiting else 0.0
 
 
 class _Batch:
@@ -230,6 +247,9 @@ class _Batch:
         self.records: list[tuple[int, pa.Table | None, list[FailedRow]]] = []
         self.rows = 0
         self.since = 0.0
+        #: the messages it holds: rows and failed messages
+        self.messages = 0
+        self.since_wall = 0.0
         self.segments: list[Path] = []
         self.requests: list[_LoadRequest] = []
         #: it took one of the loader's places (see ``_hand_over``)
@@ -238,8 +258,10 @@ class _Batch:
     def add(self, number: int, table: pa.Table | None, failed: list[FailedRow]) -> None:
         if not self.records:
             self.since = time.monotonic()
+            self.since_wall = time.time()
         self.records.append((number, table, failed))
         self.rows += 0 if table is None else table.num_rows
+        self.messages += (0 if table is None else table.num_rows) + len(failed)
 
 
 def _hand_over(
@@ -263,6 +285,7 @@ def _hand_over(
             break  # stopping: handed over without a place
     else:
         batch.holds_room = True
+    health.handed_over(batch)
     loads.put(batch)
     return True
 
@@ -275,10 +298,12 @@ def _log_writes(
     health: _Health,
     policy: LoadPolicy,
     room: threading.Semaphore,
+    attribution: Attribution | None = None,
 ) -> None:
-    """Append every write waiting to the ingest log as one record, acknowledge each (in
-    order) once the record is durable, and hand the records over to be loaded into DuckDB
-    when enough have gathered, when the oldest has waited long enough, or when a read asks."""
+    """Resolve the persons of every write waiting, append them to the ingest log as one
+    record, acknowledge each (in order) once the record is durable, and hand the records
+    over to be loaded into DuckDB when enough have gathered, when the oldest has waited long
+    enough, or when a read asks."""
     batch = _Batch()
     try:
         while True:
@@ -289,6 +314,10 @@ def _log_writes(
             )
             items, stop = _take_all(source, wait)
             writes = [item for item in items if not isinstance(item, _LoadRequest)]
+            if attribution is not None and writes:
+                # In this thread, not a stage of its own: handing each write from one thread
+                # to the next cost more time than overlapping the two saved (bench/ingest.py).
+                writes = _attributed(attribution, writes)
             batch.requests.extend(item for item in items if isinstance(item, _LoadRequest))
             while writes:
                 group: list[_Write] = []
@@ -309,6 +338,7 @@ def _log_writes(
                     try:
                         table = pa.concat_tables(tables) if tables else None
                         batch.add(ingest.append(failed, table), table, failed)
+                        health.gathering(batch)
                     except Exception as exc:  # the server answers the waiting requests
                         error = f"the ingest log could not be written: {type(exc).__name__}: {exc}"
                 outcomes = [
@@ -376,6 +406,7 @@ def _load_batches(
                     gave_up = True  # the log keeps them; the next start loads them
                 else:
                     time.sleep(min(5.0, 0.1 * 2**attempt))
+        health.loaded()
         if loaded:
             remove_segments(batch.segments)
         for request in batch.requests:
@@ -403,16 +434,16 @@ def _load_now(into: queue.SimpleQueue[Any], writes_done: threading.Event) -> Non
 def _serve_writes(
     store: DuckDBEventStore,
     conn: Connection,
-    ready: queue.SimpleQueue[Any],
     received: queue.SimpleQueue[Any],
     attribution: Attribution | None,
     done: threading.Event,
     policy: LoadPolicy,
+    lag: Any = None,
 ) -> None:
-    health = _Health()
+    health = _Health(lag)
     loads: queue.Queue[_Batch | None] = queue.Queue()
     room = threading.Semaphore(2)
-    ingest = IngestLog(log_directory(store.path), store.ingest_log_number() + 1)
+    ingest = IngestLog(log_directory(store.path), store.ingest_log_number() + 1, store.store_id)
     stages = [
         # Daemons: if a stage fails, the process must still exit (then the server hears at
         # once that its writes were not acknowledged), not wait on a thread reading the pipe.
@@ -421,20 +452,11 @@ def _serve_writes(
         ),
         threading.Thread(
             target=_log_writes,
-            args=(ingest, ready, conn, loads, health, policy, room),
+            args=(ingest, received, conn, loads, health, policy, room, attribution),
             name="event-store-log",
             daemon=True,
         ),
     ]
-    if attribution is not None:
-        stages.append(
-            threading.Thread(
-                target=_attribute_writes,
-                args=(attribution, received, ready),
-                name="event-store-attribution",
-                daemon=True,
-            )
-        )
     for stage in stages:
         stage.start()
     try:
@@ -460,6 +482,7 @@ def _serve(
     reads: Connection,
     attribution_factory: Callable[[], Attribution] | None,
     policy: LoadPolicy,
+    lag: Any = None,
 ) -> None:
     """The child process: open the store, then answer writes and reads until told to stop."""
     # DuckDB gives the GIL back between steps and needs it again at once; with the default
@@ -478,13 +501,12 @@ def _serve(
         return
     reads.send(("ready", None))
     writes_done = threading.Event()
+    # What the log stage takes: the received writes, and the reads' requests to load what
+    # is logged.
     received: queue.SimpleQueue[Any] = queue.SimpleQueue()
-    # What the log stage takes: the received writes, or, with identity resolution, the
-    # resolved ones; and the reads' requests to load what is logged.
-    ready: queue.SimpleQueue[Any] = received if attribution is None else queue.SimpleQueue()
     writer = threading.Thread(
         target=_serve_writes,
-        args=(store, writes, ready, received, attribution, writes_done, policy),
+        args=(store, writes, received, attribution, writes_done, policy, lag),
         name="event-store-writes",
     )
     writer.start()
@@ -502,7 +524,7 @@ def _serve(
                         attribution.forget()
                     result = None
                 else:
-                    _load_now(ready, writes_done)
+                    _load_now(received, writes_done)
                     result = getattr(store, method)(*args)
                 reads.send(("ok", result))
             except Exception as exc:  # sent back and raised in the server
@@ -545,6 +567,9 @@ class ProcessEventStore:
         context = multiprocessing.get_context("spawn")
         self._writes, child_writes = context.Pipe()
         self._reads, child_reads = context.Pipe()
+        #: acknowledged messages not yet loaded into DuckDB, and the oldest's time (the
+        #: child writes it, ``unloaded`` reads it; a torn read is off by one update at most)
+        self._lag = context.Array("d", 2, lock=False)
         self._process = context.Process(
             target=_serve,
             args=(
@@ -555,6 +580,7 @@ class ProcessEventStore:
                 child_reads,
                 attribution,
                 load_policy,
+                self._lag,
             ),
             name="ichigen-event-store",
             daemon=True,
@@ -579,6 +605,12 @@ class ProcessEventStore:
             target=self._receive_acks, name="event-store-acks", daemon=True
         )
         self._acks.start()
+
+    def unloaded(self) -> tuple[int, float]:
+        """Acknowledged messages in the ingest log not yet loaded into DuckDB, and how many
+        seconds the oldest of them has waited."""
+        messages, since = self._lag[0], self._lag[1]
+        return int(messages), max(0.0, time.time() - since) if messages and since else 0.0
 
     def _receive_acks(self) -> None:
         try:
@@ -709,6 +741,9 @@ class ProcessEventStore:
         self, user_ids: Sequence[str], anonymous_ids: Sequence[str], person_id: str
     ) -> int:
         return int(self._call("reassign_person", list(user_ids), list(anonymous_ids), person_id))
+
+    def delete_anonymous(self, anonymous_ids: Sequence[str]) -> int:
+        return int(self._call("delete_anonymous", list(anonymous_ids)))
 
     def close(self) -> None:
         """Let the child finish what it holds, close the file and exit."""

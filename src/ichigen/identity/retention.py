@@ -41,6 +41,8 @@ class PurgeResult(BaseModel):
     edges: int
     seen_before: datetime
     dry_run: bool = False
+    #: Their events removed from the event store (not counted in a dry run).
+    events: int = 0
 
 
 def stale_anonymous(session: Session, seen_before: datetime, limit: int) -> list[int]:

@@ -7,6 +7,7 @@ from typing import Annotated
 import typer
 
 from ichigen.cli.context import console, db_session
+from ichigen.collect.cli import event_store
 from ichigen.core.settings import get_settings
 from ichigen.profiles import service
 
@@ -28,16 +29,24 @@ def purge_anonymous(
     ] = False,
 ) -> None:
     """Remove anonymous profiles (visitors never identified) past their retention, with
-    their identifiers, merges and traits. Identified profiles are never removed."""
+    their identifiers, merges, traits and events. Identified profiles are never removed.
+    Needs the event store free (a running server's hourly upkeep does the same)."""
     keep = days if days is not None else get_settings().anonymous_profile_retention_days
     if keep < 1:
         console.print("Anonymous profiles are kept (retention 0); pass --days to purge.")
         raise typer.Exit(1)
-    with db_session() as session:
-        result = service.purge_anonymous_profiles(session, keep, dry_run=dry_run)
+    if dry_run:
+        with db_session() as session:
+            result = service.purge_anonymous_profiles(session, keep, dry_run=True)
+    else:
+        # Their events go too: the event store must be free (a running server holds it,
+        # and its hourly upkeep does the same purge).
+        with event_store() as events, db_session() as session:
+            result = service.purge_anonymous_profiles(session, keep, events=events)
     verb = "would be removed" if dry_run else "removed"
+    removed_events = "" if dry_run else f", {result.events:,} events"
     console.print(
         f"Anonymous profiles not seen since {result.seen_before:%Y-%m-%d}: "
         f"{result.profiles:,} {verb} ({result.persons:,} persons with those merged into them, "
-        f"{result.identifiers:,} identifiers)."
+        f"{result.identifiers:,} identifiers{removed_events})."
     )

@@ -9,6 +9,7 @@ gather those of every person merged into the survivor, so a merge needs no rewri
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -45,6 +46,8 @@ from ichigen.profiles.schemas import (
 #: The longest trait name kept; longer ones are left out.
 MAX_TRAIT_NAME = 200
 _CHUNK = 500
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -465,10 +468,13 @@ def purge_anonymous_profiles(
     now: datetime | None = None,
     batch: int = 5_000,
     dry_run: bool = False,
+    events: EventStore | None = None,
 ) -> retention.PurgeResult:
     """Remove anonymous profiles (never identified) not seen for ``days`` days, with their
-    traits and trait history, a batch per transaction. Commits each batch. With ``dry_run``
-    nothing is removed and the counts say what would be."""
+    traits and trait history, a batch per transaction, and their events from ``events``.
+    Commits each batch (after its events are gone: a failure leaves the batch's profiles,
+    to be tried again). With ``dry_run`` nothing is removed and the counts say what would
+    be."""
     if days < 1:
         raise ValueError("days must be at least 1")
     seen_before = (now or utcnow()) - timedelta(days=days)
@@ -500,6 +506,17 @@ def purge_anonymous_profiles(
         if not survivors:
             break
         persons = [*survivors, *retention.merged_into(session, survivors)]
+        anonymous_ids: list[str] = []
+        if events is not None:
+            for start in range(0, len(persons), _CHUNK):
+                anonymous_ids.extend(
+                    session.scalars(
+                        select(IdentityIdentifier.value).where(
+                            IdentityIdentifier.person_id.in_(persons[start : start + _CHUNK]),
+                            IdentityIdentifier.type == "anonymous_id",
+                        )
+                    )
+                )
         for start in range(0, len(persons), 500):
             chunk = persons[start : start + 500]
             session.execute(
@@ -507,13 +524,27 @@ def purge_anonymous_profiles(
             )
             session.execute(delete(ProfileTrait).where(ProfileTrait.person_id.in_(chunk)))
         done = retention.purge_persons(session, survivors, seen_before)
+        removed_events = 0
+        if events is not None:
+            # After the record store's deletes (the batch's rows are locked until the
+            # commit) and before the commit: if the events cannot go, the profiles stay.
+            removed_events = events.delete_anonymous(anonymous_ids)
         session.commit()
+        if events is not None:
+            # Events of these visitors that arrived while the batch was being purged.
+            try:
+                removed_events += events.delete_anonymous(anonymous_ids)
+            except Exception:  # the next sweep does not see them; said in the server's log
+                log.exception(
+                    "events of %d purged visitors arriving meanwhile remain", len(anonymous_ids)
+                )
         total = total.model_copy(
             update={
                 "profiles": total.profiles + done.profiles,
                 "persons": total.persons + done.persons,
                 "identifiers": total.identifiers + done.identifiers,
                 "edges": total.edges + done.edges,
+                "events": total.events + removed_events,
             }
         )
         if len(survivors) < batch:

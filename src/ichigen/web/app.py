@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 from anyio import CapacityLimiter, to_thread
 from fastapi import FastAPI, Request, Response
@@ -19,9 +20,11 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import text
 
 from ichigen import __version__
+from ichigen.collect import ingest_log
 from ichigen.collect import service as collect_service
 from ichigen.collect.api import CollectState, TrackingFastLane, limits_from, tracking_router
 from ichigen.collect.ingest import CollectMetrics, Collector
+from ichigen.collect.store import EventStore
 from ichigen.collect.store_process import open_event_store
 from ichigen.core.db import Database
 from ichigen.core.settings import Settings, get_settings
@@ -85,11 +88,14 @@ async def _retention_loop(collector: Collector, db: Database, every: float = 360
         await asyncio.sleep(every)
 
 
-async def _profile_retention_loop(db: Database, days: int, every: float = 3600) -> None:
-    """Remove anonymous profiles past their retention, at start and then every hour."""
+async def _profile_retention_loop(
+    db: Database, days: int, events: EventStore | None, every: float = 3600
+) -> None:
+    """Remove anonymous profiles past their retention, with their events when this process
+    holds the event store, at start and then every hour."""
     while True:
         try:
-            removed = await to_thread.run_sync(_purge_anonymous_once, db, days)
+            removed = await to_thread.run_sync(_purge_anonymous_once, db, days, events)
             if removed:
                 log.info("removed %s anonymous profiles not seen for %s days", removed, days)
         except Exception:  # retried next hour; the product goes on
@@ -97,9 +103,9 @@ async def _profile_retention_loop(db: Database, days: int, every: float = 3600) 
         await asyncio.sleep(every)
 
 
-def _purge_anonymous_once(db: Database, days: int) -> int:
+def _purge_anonymous_once(db: Database, days: int, events: EventStore | None) -> int:
     with db.sessionmaker() as session:
-        return profiles.purge_anonymous_profiles(session, days).profiles
+        return profiles.purge_anonymous_profiles(session, days, events=events).profiles
 
 
 async def _contact_link_loop(db: Database, every: float) -> None:
@@ -201,7 +207,11 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
         )
         purging = (
             asyncio.create_task(
-                _profile_retention_loop(db, settings.anonymous_profile_retention_days)
+                _profile_retention_loop(
+                    db,
+                    settings.anonymous_profile_retention_days,
+                    app.state.collect.collector.store if settings.collect_enabled else None,
+                )
             )
             if settings.anonymous_profile_retention_days > 0
             else None
@@ -259,8 +269,11 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
         return {"status": "ok"}
 
     @app.get("/readyz", tags=["operations"])
-    def readyz(request: Request, response: Response) -> dict[str, str]:
-        """The record store answers, and the event store too where this process collects."""
+    def readyz(request: Request, response: Response) -> dict[str, Any]:
+        """The record store answers, and the event store too where this process collects;
+        ``warnings`` lists what needs a person's attention without stopping the service
+        (ingest log segments set aside as damaged or foreign)."""
+        warnings: list[str] = []
         try:
             with db.engine.connect() as conn:
                 conn.execute(text("SELECT 1"))
@@ -268,11 +281,15 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
             if settings.collect_enabled:
                 if collect is None:
                     raise RuntimeError("the event store is not open yet")
-                collect.collector.store.count()
+                store = collect.collector.store
+                store.count()
+                path = getattr(store, "path", ":memory:")
+                if path != ":memory:":
+                    warnings = ingest_log.set_aside_warnings(path)
         except Exception as exc:  # the check's whole point is to report any failure
             response.status_code = 503
             return {"status": "unavailable", "detail": type(exc).__name__}
-        return {"status": "ready"}
+        return {"status": "ready", "warnings": warnings} if warnings else {"status": "ready"}
 
     @app.get("/metrics", tags=["operations"], include_in_schema=False)
     def metrics_endpoint() -> Response:

@@ -7,6 +7,7 @@ from sqlalchemy import text
 from starlette.testclient import TestClient
 from tests.api.conftest import Api, assert_problem
 
+from ichigen.collect.ingest_log import log_directory
 from ichigen.core.db import Database, create_db_engine
 from ichigen.web.app import create_app
 
@@ -15,6 +16,18 @@ def test_health_and_readiness(api: Api) -> None:
     assert api.get("/healthz").json() == {"status": "ok"}
     ready = api.get("/readyz")
     assert ready.status_code == 200 and ready.json() == {"status": "ready"}
+
+
+def test_readiness_names_ingest_log_segments_set_aside(api: Api) -> None:
+    app = api.client.app
+    store_path = app.state.collect.collector.store.path  # type: ignore[attr-defined]
+    damaged = log_directory(store_path) / "damaged"
+    damaged.mkdir(parents=True)
+    (damaged / "abc.00000000000000000007.log").write_bytes(b"ILG1")
+    ready = api.get("/readyz")
+    assert ready.status_code == 200  # the store works; a person should look
+    [warning] = ready.json()["warnings"]
+    assert warning.startswith("1 ingest log segment(s) damaged") and str(damaged) in warning
 
 
 def test_readiness_reports_an_unreachable_store_as_503(sqlite_db: Database) -> None:

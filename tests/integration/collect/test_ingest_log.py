@@ -7,18 +7,29 @@ import multiprocessing
 import os
 import queue
 import signal
+import struct
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import duckdb
 import pyarrow as pa
 import pytest
+from prometheus_client import CollectorRegistry
 
 from ichigen.collect import store_process
-from ichigen.collect.ingest_log import IngestLog, log_directory, read_segment, segments
+from ichigen.collect.ingest import CollectMetrics, Collector
+from ichigen.collect.ingest_log import (
+    DamagedSegment,
+    IngestLog,
+    log_directory,
+    read_segment,
+    segments,
+    set_aside,
+    set_aside_warnings,
+)
 from ichigen.collect.messages import Envelope, EventRow, Limits, normalise
 from ichigen.collect.store import (
     EVENT_SCHEMA,
@@ -63,7 +74,7 @@ def bad_failed(reason: str) -> FailedRow:
 
 def test_records_read_back_in_order_and_a_record_cut_short_is_left_out(tmp_path: Path) -> None:
     directory = tmp_path / "events.duckdb.ingest"
-    writer = IngestLog(directory, next_number=7)
+    writer = IngestLog(directory, next_number=7, store_id="s1")
     assert writer.append([bad_failed("event: is required")], None) == 7
     assert writer.append([], table(track("u1", 1), track("u1", 2))) == 8
     writer.append([], table(track("u2", 3)))
@@ -82,11 +93,29 @@ def test_records_read_back_in_order_and_a_record_cut_short_is_left_out(tmp_path:
     with segment.open("r+b") as handle:
         handle.truncate(size - 10)
     assert [r.number for r in read_segment(segment)] == [7, 8]
-    # A damaged record stops the reading of its segment there.
-    data = bytearray(segment.read_bytes())
-    data[40] ^= 0xFF
-    segment.write_bytes(bytes(data))
-    assert [r.number for r in read_segment(segment)] == []
+    # Space the file system gave a record cut short, zeros: also never acknowledged.
+    header = struct.Struct("<4sQIII")
+    ends = []
+    data = segment.read_bytes()
+    offset = 0
+    while offset + header.size <= len(data):
+        _, _, failed_size, rows_size, _ = header.unpack_from(data, offset)
+        offset += header.size + failed_size + rows_size
+        ends.append(offset)
+    with segment.open("r+b") as handle:
+        handle.truncate(ends[1])
+        handle.seek(ends[1])
+        handle.write(bytes(64))
+    assert [r.number for r in read_segment(segment)] == [7, 8]
+    # A complete record damaged on disk: the records before it read, then the damage is
+    # reported (it was acknowledged), not taken for the end.
+    damaged = bytearray(segment.read_bytes())
+    damaged[ends[1] - 5] ^= 0xFF
+    segment.write_bytes(bytes(damaged))
+    read: list[int] = []
+    with pytest.raises(DamagedSegment, match="record 8 does not match its checksum"):
+        read.extend(r.number for r in read_segment(segment))
+    assert read == [7]
 
 
 def test_a_store_opened_after_a_crash_loads_what_it_lacks_once(tmp_path: Path) -> None:
@@ -94,7 +123,7 @@ def test_a_store_opened_after_a_crash_loads_what_it_lacks_once(tmp_path: Path) -
     store = DuckDBEventStore(path)
     store.append_table(table(track("u1", 1)), [], log_number=4)  # records 1-4 are in already
     store.close()
-    writer = IngestLog(log_directory(path), next_number=3)
+    writer = IngestLog(log_directory(path), next_number=3, store_id=store.store_id)
     writer.append([], table(track("u1", 0)))  # 3: loaded before the crash
     writer.append([], table(track("u1", 1)))  # 4: loaded before the crash
     writer.append([bad_failed("event: is required")], table(track("u1", 2)))
@@ -263,24 +292,42 @@ def test_a_record_the_store_refuses_does_not_keep_it_from_opening_after_a_crash(
         reopened.close()
 
 
-class _FailingOnce(DuckDBEventStore):
-    """A store whose load of one record meets a fault of the machine once."""
+#: What a store's load of the ingest log meets, given the rows and the last record's number.
+Fault = Callable[[pa.Table | None, int], Exception | None]
 
-    fail_at: int | None = None
+
+class _Faulty(DuckDBEventStore):
+    """A store whose loads of the ingest log meet the error ``fault`` returns (a fault of
+    the machine, in these tests); none while it is unset."""
+
+    fault: Fault | None = None
 
     def append_table(
         self, table: pa.Table | None, failed: Sequence[FailedRow], *, log_number: int | None = None
     ) -> None:
-        if log_number == self.fail_at and table is not None and table.num_rows == 1:
-            self.fail_at = None
-            raise duckdb.IOException("the disk went away for a moment")
+        error = None if self.fault is None or log_number is None else self.fault(table, log_number)
+        if error is not None:
+            raise error
         super().append_table(table, failed, log_number=log_number)
 
 
+def _once_alone(number: int) -> Fault:
+    """A fault once, for record ``number`` loaded on its own (one row)."""
+    left = [number]
+
+    def fault(table: pa.Table | None, log_number: int) -> Exception | None:
+        if left and log_number == left[0] and table is not None and table.num_rows == 1:
+            left.clear()
+            return duckdb.IOException("the disk went away for a moment")
+        return None
+
+    return fault
+
+
 def test_a_load_tried_again_skips_the_records_the_store_holds(tmp_path: Path) -> None:
-    store = _FailingOnce(tmp_path / "events.duckdb")
+    store = _Faulty(tmp_path / "events.duckdb")
     try:
-        store.fail_at = 3
+        store.fault = _once_alone(3)
         records: list[LogBatchRecord] = [
             (1, table(track("u1", 1)), []),
             (2, broken(2), []),
@@ -301,23 +348,10 @@ def test_a_load_tried_again_skips_the_records_the_store_holds(tmp_path: Path) ->
         store.close()
 
 
-class _OutOfMemoryFor(DuckDBEventStore):
-    """A store that cannot load the batch ending at one record number."""
-
-    refuse: int | None = None
-
-    def append_table(
-        self, table: pa.Table | None, failed: Sequence[FailedRow], *, log_number: int | None = None
-    ) -> None:
-        if log_number is not None and log_number == self.refuse:
-            raise duckdb.OutOfMemoryException("could not allocate")
-        super().append_table(table, failed, log_number=log_number)
-
-
 def test_once_a_load_is_given_up_while_stopping_no_later_one_is_loaded(tmp_path: Path) -> None:
     path = tmp_path / "events.duckdb"
-    store = _OutOfMemoryFor(path)
-    writer = IngestLog(log_directory(path), store.ingest_log_number() + 1)
+    store = _Faulty(path)
+    writer = IngestLog(log_directory(path), store.ingest_log_number() + 1, store.store_id)
     first, second = store_process._Batch(), store_process._Batch()
     for minute in (1, 2):
         rows = table(track("u1", minute))
@@ -326,7 +360,10 @@ def test_once_a_load_is_given_up_while_stopping_no_later_one_is_loaded(tmp_path:
     rows = table(track("u1", 3))
     second.add(writer.append([], rows), rows, [])
     second.segments = writer.cut()
-    store.refuse = 2
+    # The batch ending at record 2 cannot be loaded.
+    store.fault = lambda _rows, number: (
+        duckdb.OutOfMemoryException("could not allocate") if number == 2 else None
+    )
     health = store_process._Health()
     health.stopping = True
     loads: queue.Queue[store_process._Batch | None] = queue.Queue()
@@ -344,18 +381,10 @@ def test_once_a_load_is_given_up_while_stopping_no_later_one_is_loaded(tmp_path:
         reopened.close()
 
 
-class _DiskFull(DuckDBEventStore):
-    def append_table(
-        self, table: pa.Table | None, failed: Sequence[FailedRow], *, log_number: int | None = None
-    ) -> None:
-        if log_number is not None:
-            raise duckdb.IOException("No space left on device")
-        super().append_table(table, failed, log_number=log_number)
-
-
 def test_while_loading_fails_writes_and_reads_hear_it_at_once(tmp_path: Path) -> None:
     path = tmp_path / "events.duckdb"
-    store = _DiskFull(path)
+    store = _Faulty(path)
+    store.fault = lambda _rows, _number: duckdb.IOException("No space left on device")
     health = store_process._Health()
     source: queue.SimpleQueue[object] = queue.SimpleQueue()
     loads: queue.Queue[store_process._Batch | None] = queue.Queue()
@@ -365,7 +394,7 @@ def test_while_loading_fails_writes_and_reads_hear_it_at_once(tmp_path: Path) ->
         threading.Thread(
             target=store_process._log_writes,
             args=(
-                IngestLog(log_directory(path), 1),
+                IngestLog(log_directory(path), 1, store.store_id),
                 source,
                 child,
                 loads,
@@ -405,3 +434,153 @@ def test_while_loading_fails_writes_and_reads_hear_it_at_once(tmp_path: Path) ->
         for stage in stages:
             stage.join(timeout=30)
         store.close()
+
+
+def test_a_log_left_beside_another_store_file_is_set_aside_not_loaded(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = tmp_path / "events.duckdb"
+    old = DuckDBEventStore(path)
+    old_id = old.store_id
+    old.close()
+    writer = IngestLog(log_directory(path), 1, old_id)
+    writer.append([], table(track("u1", 1), track("u1", 2)))
+    writer.close()
+    # The file is replaced (say, by a new one) while its log stays.
+    path.unlink()
+    with caplog.at_level("ERROR"):
+        new = DuckDBEventStore(path)
+    try:
+        assert new.store_id and new.store_id != old_id
+        assert new.count() == 0
+        assert segments(log_directory(path)) == []
+        [kept] = (log_directory(path) / "foreign").iterdir()
+        assert kept.name.startswith(old_id)
+        assert "written for another store file" in caplog.text
+    finally:
+        new.close()
+
+
+def test_a_damaged_segment_is_kept_aside_and_the_rest_of_the_log_is_loaded(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = tmp_path / "events.duckdb"
+    store = DuckDBEventStore(path)
+    store_id = store.store_id
+    store.close()
+    writer = IngestLog(log_directory(path), 1, store_id)
+    writer.append([], table(track("u1", 1)))
+    writer.append([], table(track("u1", 2)))
+    [first] = writer.cut()
+    writer.append([], table(track("u1", 3)))
+    writer.close()
+    data = bytearray(first.read_bytes())
+    data[-3] ^= 0xFF  # inside record 2
+    first.write_bytes(bytes(data))
+    with caplog.at_level("WARNING"):
+        reopened = DuckDBEventStore(path)
+    try:
+        assert sorted(e["message_id"] for e in reopened.find(EventFilter(), 10).events) == [
+            "u1-1",
+            "u1-3",
+        ]
+        assert reopened.ingest_log_number() == 3
+        assert segments(log_directory(path)) == []
+        [kept] = (log_directory(path) / "damaged").iterdir()
+        assert kept.name == first.name
+        assert "record 2 does not match its checksum" in caplog.text
+        assert "records 2 to 2 are not in the log" in caplog.text
+    finally:
+        reopened.close()
+
+
+def test_a_file_without_an_id_takes_the_log_named_without_one(tmp_path: Path) -> None:
+    path = tmp_path / "events.duckdb"
+    store = DuckDBEventStore(path)
+    store.close()
+    with duckdb.connect(str(path)) as con:  # as a file from before store ids
+        con.execute("ALTER TABLE ingest_log_state DROP COLUMN store_id")
+    writer = IngestLog(log_directory(path), 1, "")
+    writer.append([], table(track("u1", 1)))
+    writer.close()
+    [segment] = segments(log_directory(path))
+    segment.rename(segment.with_name(segment.name.lstrip(".")))  # <number>.log
+    reopened = DuckDBEventStore(path)
+    try:
+        assert reopened.count() == 1
+        assert reopened.store_id
+    finally:
+        reopened.close()
+    again = DuckDBEventStore(path)
+    try:
+        assert again.store_id == reopened.store_id  # kept in the file
+    finally:
+        again.close()
+
+
+def test_the_server_sees_how_much_acknowledged_waits_to_be_loaded(tmp_path: Path) -> None:
+    registry = CollectorRegistry()
+    store = ProcessEventStore(tmp_path / "events.duckdb", load_policy=ONLY_ON_READ)
+    collector = Collector(store, metrics=CollectMetrics(registry))
+    try:
+
+        def gauges() -> tuple[float | None, float | None]:
+            return (
+                registry.get_sample_value("ichigen_collect_messages_unloaded"),
+                registry.get_sample_value("ichigen_collect_unloaded_age_seconds"),
+            )
+
+        assert gauges() == (0.0, 0.0)
+        collector.write_sync([track("u1", m) for m in range(3)], [])
+        collector.write_sync([track("u2", 1)], [bad_failed("event: is required")])
+        time.sleep(0.2)
+        waiting, age = gauges()
+        assert waiting == 5.0  # four rows and a failed message
+        assert age is not None and 0.2 <= age < 30
+        assert store.count() == 4  # a read loads them
+        assert gauges() == (0.0, 0.0)
+    finally:
+        collector.close()
+
+
+def test_a_record_cut_short_or_out_of_sequence_outside_the_newest_segment_is_damage(
+    tmp_path: Path,
+) -> None:
+    directory = tmp_path / "events.duckdb.ingest"
+    writer = IngestLog(directory, next_number=1, store_id="s1")
+    writer.append([], table(track("u1", 1)))
+    writer.append([], table(track("u1", 2)))
+    writer.close()
+    [segment] = segments(directory)
+    data = segment.read_bytes()
+    segment.write_bytes(data[:-10])
+    # The newest segment: a crash while writing the last record (never acknowledged).
+    assert [r.number for r in read_segment(segment)] == [1]
+    # An older one was complete when the next began: its length field was damaged, say.
+    read: list[int] = []
+    with pytest.raises(DamagedSegment, match="runs past the segment's end"):
+        read.extend(r.number for r in read_segment(segment, newest=False))
+    assert read == [1]
+    # A record whose number is not the next one (its header was damaged).
+    renamed = segment.with_name("s1.00000000000000000005.log")
+    segment.rename(renamed)
+    with pytest.raises(DamagedSegment, match="record 1 where 5 was due"):
+        list(read_segment(renamed))
+
+
+def test_a_segment_set_aside_never_replaces_one_kept_before(tmp_path: Path) -> None:
+    directory = tmp_path / "events.duckdb.ingest"
+    for content in (b"first", b"second"):
+        directory.mkdir(exist_ok=True)
+        path = directory / "s1.00000000000000000120.log"
+        path.write_bytes(content)
+        set_aside(path, "damaged")
+    kept = sorted(p.read_bytes() for p in (directory / "damaged").iterdir())
+    assert kept == [b"first", b"second"]
+    (directory / "foreign").mkdir()
+    (directory / "foreign" / "x.00000000000000000001.log").write_bytes(b"")
+    assert set_aside_warnings(tmp_path / "events.duckdb") == [
+        f"2 ingest log segment(s) damaged, not loaded: see {directory / 'damaged'}",
+        "1 ingest log segment(s) written for another store file, not loaded: see "
+        f"{directory / 'foreign'}",
+    ]

@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import time
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 from sqlalchemy import func, select, update
@@ -14,6 +15,9 @@ from sqlalchemy.orm import Session
 from typer.testing import CliRunner
 
 from ichigen.cli.main import app
+from ichigen.collect.messages import Envelope, EventRow, Limits, normalise
+from ichigen.collect.store import DuckDBEventStore, EventFilter
+from ichigen.collect.store_process import ProcessEventStore
 from ichigen.core.db import Database
 from ichigen.core.settings import get_settings
 from ichigen.identity import service as identity
@@ -51,11 +55,35 @@ def _traits(session: Session, person_id: int, **values: object) -> None:
     )
 
 
+def _event(
+    anonymous_id: str, person_id: int | None, user_id: str | None = None, n: int = 0
+) -> EventRow:
+    made, problems = normalise(
+        {
+            "type": "track",
+            "event": "Viewed",
+            "anonymousId": anonymous_id,
+            "userId": user_id,
+            "messageId": f"{anonymous_id}-{user_id}-{n}",
+        },
+        Envelope(source_id=1, received_at=NOW - timedelta(days=500)),
+        Limits(),
+    )
+    assert made is not None, problems
+    row = list(made)
+    row[11] = None if person_id is None else str(person_id)  # the person, as resolved
+    return tuple(row)
+
+
+def _stored(events: DuckDBEventStore) -> list[str]:
+    return sorted(e["message_id"] for e in events.find(EventFilter(), 100).events)
+
+
 def _count(session: Session, model: type, *where: object) -> int:
     return int(session.scalar(select(func.count()).select_from(model).where(*where)) or 0)
 
 
-def test_stale_anonymous_profiles_go_and_the_rest_stay(session: Session) -> None:
+def test_stale_anonymous_profiles_go_and_the_rest_stay(session: Session, tmp_path: Path) -> None:
     # An old visitor seen on two devices (two anonymous ids joined by an alias call).
     _resolve(session, ("anonymous_id", "old-phone"))
     _resolve(session, ("anonymous_id", "old-laptop"))
@@ -76,9 +104,35 @@ def test_stale_anonymous_profiles_go_and_the_rest_stay(session: Session) -> None
     assert (preview.profiles, preview.persons, preview.identifiers) == (2, 3, 3)
     assert _count(session, Person) == 5  # the dry run removed nothing
 
-    result = profiles.purge_anonymous_profiles(session, 395, now=NOW)
+    events = DuckDBEventStore(tmp_path / "events.duckdb")
+    absorbed = session.scalar(select(Person.id).where(Person.merged_into == old))
+    events.append(
+        [
+            _event("old-phone", absorbed),  # stored under the person merged into ``old``
+            _event("old-laptop", old),
+            _event("old-laptop", None, n=1),  # stored without a person
+            _event("lone", lone),
+            _event("recent", recent),
+            _event("known-device", known),
+            # The same device later used by someone who signed in: not the visitor's alone,
+            # whatever person it was stored under.
+            _event("old-phone", None, user_id="u-7"),
+            _event("old-laptop", old, user_id="u-9"),
+        ],
+        [],
+    )
+
+    result = profiles.purge_anonymous_profiles(session, 395, now=NOW, events=events)
 
     assert (result.profiles, result.persons, result.identifiers, result.edges) == (2, 3, 3, 1)
+    assert result.events == 4
+    assert _stored(events) == [
+        "known-device-None-0",
+        "old-laptop-u-9-0",
+        "old-phone-u-7-0",
+        "recent-None-0",
+    ]
+    events.close()
     remaining = {value for value in session.scalars(select(IdentityIdentifier.value))}
     assert remaining == {"recent", "known-device", "k@example.jp"}
     assert _count(session, Person) == 2
@@ -119,7 +173,7 @@ def test_a_returning_visitor_gets_a_new_profile_in_a_process_that_remembered_it(
 
 
 def test_the_command_counts_then_purges_with_the_configured_retention(
-    cli: Database, monkeypatch: pytest.MonkeyPatch
+    cli: Database, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     monkeypatch.setenv("ICHIGEN_ANONYMOUS_PROFILE_RETENTION_DAYS", "30")
     get_settings.cache_clear()
@@ -134,12 +188,19 @@ def test_the_command_counts_then_purges_with_the_configured_retention(
         )
         session.commit()
 
+    events = DuckDBEventStore(tmp_path / "events.duckdb")
+    events.append([_event("gone", gone), _event("stays", None)], [])
+    events.close()
+
     dry = CliRunner().invoke(app, ["profiles", "purge-anonymous", "--dry-run"])
     assert dry.exit_code == 0, dry.output
     assert "1 would be removed" in dry.stdout
     done = CliRunner().invoke(app, ["profiles", "purge-anonymous"])
     assert done.exit_code == 0, done.output
-    assert "1 removed" in done.stdout
+    assert "1 removed" in done.stdout and "1 events" in done.stdout
+    events = DuckDBEventStore(tmp_path / "events.duckdb")
+    assert _stored(events) == ["stays-None-0"]
+    events.close()
     with cli.sessionmaker() as session:
         assert identity.person_of(session, "anonymous_id", "gone") is None
         assert identity.person_of(session, "anonymous_id", "stays") is not None
@@ -147,7 +208,7 @@ def test_the_command_counts_then_purges_with_the_configured_retention(
     assert bad.exit_code == 2
 
 
-def test_the_server_sweeps_at_start(db: Database) -> None:
+def test_the_server_sweeps_at_start(db: Database, tmp_path: Path) -> None:
     with db.sessionmaker() as session:
         gone = _resolve(session, ("anonymous_id", "swept"))
         session.execute(
@@ -158,7 +219,7 @@ def test_the_server_sweeps_at_start(db: Database) -> None:
         session.commit()
 
     async def serve_one_sweep() -> None:
-        loop = asyncio.create_task(server._profile_retention_loop(db, 395, every=60))
+        loop = asyncio.create_task(server._profile_retention_loop(db, 395, events, every=60))
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             with db.sessionmaker() as session:
@@ -169,6 +230,13 @@ def test_the_server_sweeps_at_start(db: Database) -> None:
         with contextlib.suppress(asyncio.CancelledError):
             await loop
 
-    asyncio.run(serve_one_sweep())
-    with db.sessionmaker() as session:
-        assert identity.person_of(session, "anonymous_id", "swept") is None
+    # The server's event store, in its own process.
+    events = ProcessEventStore(tmp_path / "events.duckdb")
+    try:
+        events.append([_event("swept", gone), _event("other", None)], [])
+        asyncio.run(serve_one_sweep())
+        with db.sessionmaker() as session:
+            assert identity.person_of(session, "anonymous_id", "swept") is None
+        assert [e["message_id"] for e in events.find(EventFilter(), 10).events] == ["other-None-0"]
+    finally:
+        events.close()
