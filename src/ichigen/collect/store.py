@@ -207,7 +207,7 @@ class EventStore(Protocol):
         self, user_ids: Sequence[str], anonymous_ids: Sequence[str], person_id: str
     ) -> int: ...
 
-    def delete_anonymous(self, anonymous_ids: Sequence[str]) -> int: ...
+    def delete_anonymous(self, anonymous_ids: Sequence[str], before: datetime) -> int: ...
 
     def export_parquet(
         self, directory: Path, since: datetime | None, until: datetime | None
@@ -485,19 +485,21 @@ class DuckDBEventStore:
                 [to_micros(at), message_id, failed_id],
             )
 
-    def delete_anonymous(self, anonymous_ids: Sequence[str]) -> int:
-        """Delete the events that carry one of these anonymous ids and no user id: what an
-        anonymous visitor's profile leaves in the store when it is removed (an event with a
-        user id belongs to someone identified, and stays). One indexed delete per id, each
-        its own statement, so that loading the ingest log is never held up for long.
-        Returns how many."""
+    def delete_anonymous(self, anonymous_ids: Sequence[str], before: datetime) -> int:
+        """Delete the events older than ``before`` that carry one of these anonymous ids and
+        no user id: what an anonymous visitor's profile leaves in the store when it is
+        removed (an event with a user id belongs to someone identified, and stays; a newer
+        one is a visit since). One indexed delete per id, each its own statement, so that
+        loading the ingest log is never held up for long. Returns how many."""
         removed = 0
+        cutoff = to_micros(before)
         for value in anonymous_ids:
             with self._write_lock:
                 found = self._con.execute(
                     "DELETE FROM events WHERE anonymous_key = hash(?::VARCHAR) "
-                    "AND anonymous_id = ? AND user_id IS NULL",
-                    [value, value],
+                    "AND anonymous_id = ? AND user_id IS NULL "
+                    "AND timestamp < make_timestamptz(?)",
+                    [value, value, cutoff],
                 ).fetchone()
             removed += int(found[0]) if found else 0
         return removed

@@ -742,8 +742,8 @@ class ProcessEventStore:
     ) -> int:
         return int(self._call("reassign_person", list(user_ids), list(anonymous_ids), person_id))
 
-    def delete_anonymous(self, anonymous_ids: Sequence[str]) -> int:
-        return int(self._call("delete_anonymous", list(anonymous_ids)))
+    def delete_anonymous(self, anonymous_ids: Sequence[str], before: datetime) -> int:
+        return int(self._call("delete_anonymous", list(anonymous_ids), before))
 
     def close(self) -> None:
         """Let the child finish what it holds, close the file and exit."""

@@ -45,26 +45,33 @@ class PurgeResult(BaseModel):
     events: int = 0
 
 
-def stale_anonymous(session: Session, seen_before: datetime, limit: int) -> list[int]:
+def stale_anonymous(
+    session: Session,
+    seen_before: datetime,
+    limit: int,
+    among: Sequence[int] | None = None,
+) -> list[int]:
     """Surviving persons not seen since ``seen_before`` whose identifiers are all anonymous
-    ids, oldest id first."""
+    ids, oldest id first. With ``among``: those of these persons still so, their rows locked
+    until the transaction ends (where the database locks rows), so that a visitor coming back
+    in the meantime is not removed."""
     identified = exists().where(
         IdentityIdentifier.person_id == Person.id, IdentityIdentifier.type != "anonymous_id"
     )
     anonymous = exists().where(IdentityIdentifier.person_id == Person.id)
-    return list(
-        session.scalars(
-            select(Person.id)
-            .where(
-                Person.merged_into.is_(None),
-                Person.last_seen < seen_before,
-                anonymous,
-                ~identified,
-            )
-            .order_by(Person.id)
-            .limit(limit)
-        )
+    query = select(Person.id).where(
+        Person.merged_into.is_(None), Person.last_seen < seen_before, anonymous, ~identified
     )
+    if among is None:
+        return list(session.scalars(query.order_by(Person.id).limit(limit)))
+    found: list[int] = []
+    for chunk in _chunks(among):
+        found.extend(
+            session.scalars(
+                query.where(Person.id.in_(chunk)).order_by(Person.id).with_for_update(of=Person)
+            )
+        )
+    return found
 
 
 def _chunks(ids: Sequence[int]) -> list[Sequence[int]]:

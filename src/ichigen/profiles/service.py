@@ -9,7 +9,6 @@ gather those of every person merged into the survivor, so a merge needs no rewri
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -46,8 +45,6 @@ from ichigen.profiles.schemas import (
 #: The longest trait name kept; longer ones are left out.
 MAX_TRAIT_NAME = 200
 _CHUNK = 500
-
-log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -472,9 +469,10 @@ def purge_anonymous_profiles(
 ) -> retention.PurgeResult:
     """Remove anonymous profiles (never identified) not seen for ``days`` days, with their
     traits and trait history, a batch per transaction, and their events from ``events``.
-    Commits each batch (after its events are gone: a failure leaves the batch's profiles,
-    to be tried again). With ``dry_run`` nothing is removed and the counts say what would
-    be."""
+    Each batch's events go first, outside the record store's transaction (if they cannot
+    go, the batch's profiles stay, to be tried again); then the profiles still not seen
+    since, in one transaction. With ``dry_run`` nothing is removed and the counts say what
+    would be."""
     if days < 1:
         raise ValueError("days must be at least 1")
     seen_before = (now or utcnow()) - timedelta(days=days)
@@ -502,42 +500,30 @@ def purge_anonymous_profiles(
         profiles=0, persons=0, identifiers=0, edges=0, seen_before=seen_before
     )
     while True:
-        survivors = retention.stale_anonymous(session, seen_before, batch)
-        if not survivors:
+        candidates = retention.stale_anonymous(session, seen_before, batch)
+        if not candidates:
             break
-        persons = [*survivors, *retention.merged_into(session, survivors)]
-        anonymous_ids: list[str] = []
+        removed_events = 0
         if events is not None:
-            for start in range(0, len(persons), _CHUNK):
-                anonymous_ids.extend(
-                    session.scalars(
-                        select(IdentityIdentifier.value).where(
-                            IdentityIdentifier.person_id.in_(persons[start : start + _CHUNK]),
-                            IdentityIdentifier.type == "anonymous_id",
-                        )
-                    )
-                )
-        for start in range(0, len(persons), 500):
-            chunk = persons[start : start + 500]
+            # Their events first, with nothing of the record store held: the event store
+            # loads what it has acknowledged before it deletes, and resolving those events'
+            # persons writes to the record store. Only events from before the cutoff go: a
+            # visitor coming back meanwhile keeps the visit (and keeps the profile, below).
+            anonymous_ids = _anonymous_ids(
+                session, [*candidates, *retention.merged_into(session, candidates)]
+            )
+            session.rollback()
+            removed_events = events.delete_anonymous(anonymous_ids, seen_before)
+        survivors = retention.stale_anonymous(session, seen_before, batch, among=candidates)
+        persons = [*survivors, *retention.merged_into(session, survivors)]
+        for start in range(0, len(persons), _CHUNK):
+            chunk = persons[start : start + _CHUNK]
             session.execute(
                 delete(ProfileTraitChange).where(ProfileTraitChange.person_id.in_(chunk))
             )
             session.execute(delete(ProfileTrait).where(ProfileTrait.person_id.in_(chunk)))
         done = retention.purge_persons(session, survivors, seen_before)
-        removed_events = 0
-        if events is not None:
-            # After the record store's deletes (the batch's rows are locked until the
-            # commit) and before the commit: if the events cannot go, the profiles stay.
-            removed_events = events.delete_anonymous(anonymous_ids)
         session.commit()
-        if events is not None:
-            # Events of these visitors that arrived while the batch was being purged.
-            try:
-                removed_events += events.delete_anonymous(anonymous_ids)
-            except Exception:  # the next sweep does not see them; said in the server's log
-                log.exception(
-                    "events of %d purged visitors arriving meanwhile remain", len(anonymous_ids)
-                )
         total = total.model_copy(
             update={
                 "profiles": total.profiles + done.profiles,
@@ -547,6 +533,20 @@ def purge_anonymous_profiles(
                 "events": total.events + removed_events,
             }
         )
-        if len(survivors) < batch:
+        if len(candidates) < batch:
             break
     return total
+
+
+def _anonymous_ids(session: Session, persons: Sequence[int]) -> list[str]:
+    found: list[str] = []
+    for start in range(0, len(persons), _CHUNK):
+        found.extend(
+            session.scalars(
+                select(IdentityIdentifier.value).where(
+                    IdentityIdentifier.person_id.in_(persons[start : start + _CHUNK]),
+                    IdentityIdentifier.type == "anonymous_id",
+                )
+            )
+        )
+    return found

@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from sqlalchemy import func, select, update
+from sqlalchemy import func, select, text, update
 from sqlalchemy.orm import Session
 from typer.testing import CliRunner
 
@@ -56,7 +56,11 @@ def _traits(session: Session, person_id: int, **values: object) -> None:
 
 
 def _event(
-    anonymous_id: str, person_id: int | None, user_id: str | None = None, n: int = 0
+    anonymous_id: str,
+    person_id: int | None,
+    user_id: str | None = None,
+    n: int = 0,
+    days_ago: int = 500,
 ) -> EventRow:
     made, problems = normalise(
         {
@@ -66,7 +70,7 @@ def _event(
             "userId": user_id,
             "messageId": f"{anonymous_id}-{user_id}-{n}",
         },
-        Envelope(source_id=1, received_at=NOW - timedelta(days=500)),
+        Envelope(source_id=1, received_at=NOW - timedelta(days=days_ago)),
         Limits(),
     )
     assert made is not None, problems
@@ -148,6 +152,57 @@ def test_stale_anonymous_profiles_go_and_the_rest_stay(session: Session, tmp_pat
     # A second run finds nothing more.
     again = profiles.purge_anonymous_profiles(session, 395, now=NOW)
     assert again.profiles == 0
+
+
+class _VisitorComesBack:
+    """The event store of a server where, just as the purge deletes a batch's events, a
+    visitor of the batch comes back: the visit is resolved through another connection to
+    the record store, which waits at most half a second for a lock (a purge that held the
+    record store while the event store works would stall the server's ingest)."""
+
+    def __init__(self, store: DuckDBEventStore, db: Database, person_id: int) -> None:
+        self.store, self.db, self.person_id = store, db, person_id
+
+    def delete_anonymous(self, anonymous_ids: list[str], before: datetime) -> int:
+        sqlite = self.db.engine.dialect.name == "sqlite"
+        with self.db.sessionmaker() as other:
+            other.execute(
+                text("PRAGMA busy_timeout=500" if sqlite else "SET LOCAL lock_timeout = '500ms'")
+            )
+            try:
+                other.execute(
+                    update(Person).where(Person.id == self.person_id).values(last_seen=NOW)
+                )
+                other.commit()
+            finally:
+                if sqlite:
+                    other.execute(text("PRAGMA busy_timeout=10000"))
+        self.store.append([_event("back", self.person_id, n=1, days_ago=0)], [])
+        return self.store.delete_anonymous(anonymous_ids, before)
+
+
+def test_a_visitor_coming_back_during_the_purge_keeps_the_profile_and_the_visit(
+    db: Database, session: Session, tmp_path: Path
+) -> None:
+    back = _resolve(session, ("anonymous_id", "back"))
+    gone = _resolve(session, ("anonymous_id", "gone"))
+    for person_id in (back, gone):
+        _seen(session, person_id, 400)
+    session.commit()
+    store = DuckDBEventStore(tmp_path / "events.duckdb")
+    store.append([_event("back", back), _event("gone", gone)], [])
+
+    result = profiles.purge_anonymous_profiles(
+        session, 395, now=NOW, events=_VisitorComesBack(store, db, back)
+    )
+
+    # Both visitors' events from before the cutoff went; the visit since stays.
+    assert result.events == 2
+    assert _stored(store) == ["back-None-1"]
+    store.close()
+    assert result.profiles == 1
+    assert identity.person_of(session, "anonymous_id", "gone") is None
+    assert identity.person_of(session, "anonymous_id", "back") == back
 
 
 def test_a_returning_visitor_gets_a_new_profile_in_a_process_that_remembered_it(
