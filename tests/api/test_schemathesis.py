@@ -90,9 +90,11 @@ def test_no_operation_answers_with_a_server_error(api: Api) -> None:
             )
             headers = {**headers, "X-Write-Key": fresh.json()["write_key"]}
         # A duplicate scan runs Splink's training and scoring in the request, seconds even on
-        # a few contacts, longer when the machine is busy; every other answer comes at once.
+        # a few contacts, longer when the machine is busy. Every other answer comes at once
+        # here; the bound is for a machine busy with the rest of the suite, and a request
+        # that hangs still fails.
         slow = case.path.endswith("/duplicates/scan")
-        response = case.call(headers=headers, timeout=120 if slow else 10)
+        response = case.call(headers=headers, timeout=120 if slow else 30)
         assert response.status_code != 401 or "Authorization" in (case.headers or {}), (
             "the admin's token was refused"
         )
@@ -115,5 +117,7 @@ def test_no_operation_answers_with_a_server_error(api: Api) -> None:
             continue
         except (AssertionError, FailureGroup) as exc:
             failures[operation.label] = str(exc)[:3000]
+        except Exception as exc:  # a timeout, or an exception out of the app: name the operation
+            failures[operation.label] = f"{type(exc).__name__}: {exc}"[:3000]
     assert len(labels) >= 25 and "GET /api/v1/contacts" in labels
     assert failures == {}, "\n\n".join(f"{k}:\n{v}" for k, v in failures.items())
