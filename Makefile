@@ -20,7 +20,7 @@ setup: $(STAMP)
 ## make demo: set up, migrate a SQLite record store under ./var, load demo data, serve on :8000
 demo: setup
 	$(BIN)/ichigen db upgrade
-	$(BIN)/ichigen demo --size $(SIZE)
+	$(BIN)/ichigen demo --size $(SIZE) --port $(PORT)
 	$(BIN)/ichigen serve --port $(PORT)
 
 serve: setup

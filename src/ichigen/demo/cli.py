@@ -54,6 +54,9 @@ def demo(
         ),
     ] = Size.small,
     seed: Annotated[int, typer.Option(help="Same seed, same data.")] = DEFAULT_SEED,
+    port: Annotated[
+        int, typer.Option(help="The port the server will listen on, for the example printed.")
+    ] = 8000,
 ) -> None:
     """Load a believable company's CRM (migrating the record store first); safe to re-run."""
     with (
@@ -104,7 +107,8 @@ def demo(
             "Event source [bold]Demo web shop[/bold] (shown once; Sources in the UI makes "
             f"more): write key [bold]{write_key}[/bold]\n"
             f"  curl -u '{write_key}:' -H 'Content-Type: application/json' "
-            'http://127.0.0.1:8000/v1/track -d \'{"userId": "demo-1", '
+            f"http://127.0.0.1:{port}/v1/track "
+            '-d \'{"userId": "demo-1", '
             '"event": "Product Viewed"}\'',
             soft_wrap=True,
         )

@@ -149,7 +149,7 @@ def test_the_same_seed_loads_the_same_people(tmp_path: Path) -> None:
 def test_the_demo_command_loads_once_and_prints_the_sign_in(tmp_path: Path) -> None:
     env = {**os.environ, "ICHIGEN_DATA_DIR": str(tmp_path), "ICHIGEN_SECRET_KEY": "k" * 32}
     env.pop("ICHIGEN_DATABASE_URL", None)
-    command = [sys.executable, "-m", "ichigen.cli.main", "demo", "--seed", "3"]
+    command = [sys.executable, "-m", "ichigen.cli.main", "demo", "--seed", "3", "--port", "8798"]
 
     first = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
     second = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
@@ -159,6 +159,8 @@ def test_the_demo_command_loads_once_and_prints_the_sign_in(tmp_path: Path) -> N
     assert "loaded 200 companies, 2,000 contacts" in printed
     assert "sales: 2 pipelines," in printed and " won, " in printed
     assert DEMO_ADMIN_EMAIL in first.stdout and DEMO_PASSWORD in first.stdout
+    # The example call names the port the server is to listen on.
+    assert 'http://127.0.0.1:8798/v1/track -d \'{"userId": "demo-1"' in printed
     assert second.returncode == 0, second.stderr
     assert "demo data already loaded" in second.stdout
     assert (tmp_path / "ichigen.db").exists()
