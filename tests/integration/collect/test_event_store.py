@@ -12,6 +12,8 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from ichigen.collect.ingest import (
     Collector,
@@ -164,6 +166,28 @@ def test_seen_messages_fold_into_the_sorted_array_and_forget_failed_writes() -> 
     assert seen.reserve([1, 2, 3, 9, 4]) == [False, False, False, False, True]
     seen.release([2, 3, 4])
     assert seen.reserve([2, 3, 4]) == [True, True, True]
+
+
+_KEYS = st.integers(min_value=-(2**63), max_value=2**63 - 1)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    stored=st.lists(_KEYS, max_size=200, unique=True),
+    asked=st.lists(_KEYS, max_size=40),
+    picks=st.lists(st.integers(min_value=0), max_size=40),
+)
+def test_seen_messages_find_exactly_the_stored_keys(
+    stored: list[int], asked: list[int], picks: list[int]
+) -> None:
+    # Keys asked: random ones, stored ones (first and last of blocks among them), and their
+    # neighbours, against arrays from empty to many blocks long with a short last block.
+    base = np.array(sorted(stored), dtype=np.int64)
+    chosen = [stored[p % len(stored)] for p in picks] if stored else []
+    near = [k + d for k in chosen for d in (-1, 1) if -(2**63) <= k + d < 2**63]
+    keys = [*asked, *chosen, *near, -(2**63), 2**63 - 1]
+    seen = SeenMessages(base, fold_at=10**9)
+    assert seen._in_base(keys) == [key in set(stored) for key in keys]
 
 
 class GatedStore(DuckDBEventStore):
