@@ -436,14 +436,20 @@ def test_while_loading_fails_writes_and_reads_hear_it_at_once(tmp_path: Path) ->
         store.close()
 
 
+def _new_file_and_log(path: Path) -> tuple[str, IngestLog]:
+    """A new, closed store file's id, and a log written for it from record 1."""
+    store = DuckDBEventStore(path)
+    store_id = store.store_id
+    store.close()
+    assert store_id
+    return store_id, IngestLog(log_directory(path), 1, store_id)
+
+
 def test_a_log_left_beside_another_store_file_is_set_aside_not_loaded(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     path = tmp_path / "events.duckdb"
-    old = DuckDBEventStore(path)
-    old_id = old.store_id
-    old.close()
-    writer = IngestLog(log_directory(path), 1, old_id)
+    old_id, writer = _new_file_and_log(path)
     writer.append([], table(track("u1", 1), track("u1", 2)))
     writer.close()
     # The file is replaced (say, by a new one) while its log stays.
@@ -465,10 +471,7 @@ def test_a_damaged_segment_is_kept_aside_and_the_rest_of_the_log_is_loaded(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     path = tmp_path / "events.duckdb"
-    store = DuckDBEventStore(path)
-    store_id = store.store_id
-    store.close()
-    writer = IngestLog(log_directory(path), 1, store_id)
+    _, writer = _new_file_and_log(path)
     writer.append([], table(track("u1", 1)))
     writer.append([], table(track("u1", 2)))
     [first] = writer.cut()
